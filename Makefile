@@ -1,0 +1,30 @@
+# The two Quickstart commands: `make demo` (the seed's first scenario) and `make test` (the checks CI runs).
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+
+.PHONY: install demo demo-healthy test lint clean
+
+$(BIN)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[dev]'
+	touch $@
+
+install: $(BIN)/.installed
+
+demo: install
+	$(BIN)/gk demo idle
+
+demo-healthy: install
+	$(BIN)/gk demo healthy
+
+lint: install
+	$(BIN)/ruff check src tests
+	$(BIN)/mypy
+	$(BIN)/lint-imports
+
+test: lint
+	$(BIN)/pytest -q
+
+clean:
+	rm -rf $(VENV) .gamekeeper .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,254 @@
+"""YAML in, validated objects out, with one clear line per problem.
+
+Each problem names the field path as a user writes it (`spec.serviceQualities[0].permanent`) and what was
+expected. Nothing is stored unless every document of every file is valid, so callers validate first and
+write afterwards.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import yaml
+from pydantic import ValidationError
+
+from gamekeeper.api.models import KIND_MODELS, KNOWN_OPS_STATES, Model
+
+
+class InvalidObject(ValueError):
+    """A document failed validation; `problems` holds one line per problem."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("\n".join(problems))
+        self.problems = problems
+
+
+@dataclass
+class LoadedObject:
+    kind: str
+    namespace: str
+    name: str
+    body: dict[str, Any]
+    source: str
+    warnings: list[str] = field(default_factory=list)
+
+
+class _Yaml12Loader(yaml.SafeLoader):
+    """SafeLoader with YAML 1.2 booleans: only true/false are booleans, so `yes`, `on` stay strings.
+
+    Kubernetes users quote these by habit; a bare `yes` reaching a boolean field should be an error that says
+    so, not a silent True.
+    """
+
+
+_Yaml12Loader.yaml_implicit_resolvers = {
+    key: [(tag, rx) for tag, rx in resolvers if tag != "tag:yaml.org,2002:bool"]
+    for key, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.copy().items()
+}
+_Yaml12Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:bool",
+    re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"),
+    list("tTfF"),
+)
+
+
+def _no_duplicate_keys(loader: yaml.SafeLoader, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+    loader.flatten_mapping(node)
+    mapping: dict[Any, Any] = {}
+    for key_node, value_node in node.value:
+        key = loader.construct_object(key_node, deep=deep)
+        if key in mapping:
+            mark = key_node.start_mark
+            raise yaml.constructor.ConstructorError(
+                None, None, f"duplicate key {key!r} (line {mark.line + 1})", mark
+            )
+        mapping[key] = loader.construct_object(value_node, deep=deep)
+    return mapping
+
+
+_Yaml12Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _no_duplicate_keys)
+
+
+def parse_yaml_documents(text: str, source: str) -> list[Any]:
+    """All non-empty documents of a YAML stream; a syntax error names the line and column."""
+    try:
+        docs = list(yaml.load_all(text, Loader=_Yaml12Loader))  # noqa: S506 - a SafeLoader subclass
+    except yaml.MarkedYAMLError as err:
+        mark = err.problem_mark or err.context_mark
+        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "?"
+        raise InvalidObject([f"{source}: invalid YAML at {where}: {err.problem or err.context}"]) from None
+    except yaml.YAMLError as err:
+        raise InvalidObject([f"{source}: invalid YAML: {err}"]) from None
+    return [d for d in docs if d is not None]
+
+
+def _path(loc: Iterable[int | str]) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += ("." if out else "") + part
+    return out
+
+
+def _show(value: Any) -> str:
+    if isinstance(value, str):
+        return json.dumps(value)
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if value is None:
+        return "null"
+    if isinstance(value, dict):
+        return "a mapping"
+    if isinstance(value, list):
+        return "a list"
+    return str(value)
+
+
+_UNION_MEMBERS = {"int", "str", "bool", "float", "list", "dict"}
+_TYPE_WORDS = {
+    "bool_type": "true or false",
+    "bool_parsing": "true or false",
+    "int_type": "an integer",
+    "int_parsing": "an integer",
+    "int_from_float": "an integer",
+    "string_type": "a string",
+    "dict_type": "a mapping",
+    "list_type": "a list",
+    "model_type": "a mapping",
+    "model_attributes_type": "a mapping",
+}
+
+
+def _friendly(err: Any) -> tuple[str, str]:
+    loc = [p for p in err["loc"] if not (isinstance(p, str) and (p in _UNION_MEMBERS or "[" in p))]
+    # pydantic reports a union's members as separate errors ('int', 'str'); they are merged by the caller.
+    kind = err["type"]
+    value = err.get("input")
+    if kind == "missing":
+        return _path(loc), "required field is missing"
+    if kind == "extra_forbidden":
+        return _path(loc), "unknown field (check the spelling and indentation; see docs/objects.md)"
+    if kind in _TYPE_WORDS:
+        return _path(loc), f"expected {_TYPE_WORDS[kind]}, got {_show(value)}"
+    if kind == "literal_error":
+        return _path(loc), f"expected one of {err['ctx']['expected']}, got {_show(value)}"
+    if kind in ("greater_than_equal", "greater_than", "less_than_equal", "less_than"):
+        op = {"greater_than_equal": ">=", "greater_than": ">", "less_than_equal": "<=", "less_than": "<"}[kind]
+        bound = next(iter(err["ctx"].values()))
+        return _path(loc), f"must be {op} {bound}, got {_show(value)}"
+    if kind == "too_short":
+        return _path(loc), f"must have at least {err['ctx'].get('min_length', 1)} item(s)"
+    if kind == "string_too_short":
+        return _path(loc), "must not be empty"
+    if kind == "string_pattern_mismatch":
+        return _path(loc), f"{_show(value)} is not a valid name (letters, digits, '-', '_', '.')"
+    if kind == "value_error":
+        msg = str(err["msg"]).removeprefix("Value error, ")
+        return _path(loc), msg
+    return _path(loc), str(err["msg"])
+
+
+def format_validation_error(prefix: str, error: ValidationError) -> list[str]:
+    """One line per problem; a union's per-member errors collapse into one line."""
+    merged: dict[str, list[str]] = {}
+    for err in error.errors(include_url=False):
+        where, what = _friendly(err)
+        merged.setdefault(where, [])
+        if what not in merged[where]:
+            merged[where].append(what)
+    lines = []
+    for where, whats in merged.items():
+        expected = [w for w in whats if w.startswith("expected ")]
+        if len(expected) > 1:
+            got = expected[0].rsplit(", got ", 1)[-1]
+            kinds = " or ".join(w.removeprefix("expected ").rsplit(", got ", 1)[0] for w in expected)
+            whats = [f"expected {kinds}, got {got}"] + [w for w in whats if not w.startswith("expected ")]
+        for what in whats:
+            lines.append(f"{prefix}{where}: {what}" if where else f"{prefix}{what}")
+    return lines
+
+
+_NAME_RE = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+
+
+def validate_object(doc: Any, source: str = "") -> LoadedObject:
+    """Validate one document; raise InvalidObject with every problem found."""
+    prefix = f"{source}: " if source else ""
+    if not isinstance(doc, dict):
+        raise InvalidObject([f"{prefix}expected a mapping with apiVersion, kind, metadata, spec; got {_show(doc)}"])
+    kind = doc.get("kind")
+    model = KIND_MODELS.get(kind) if isinstance(kind, str) else None
+    if model is None:
+        raise InvalidObject(
+            [f"{prefix}kind: expected one of {', '.join(KIND_MODELS)}, got {_show(kind)}"]
+        )
+    problems: list[str] = []
+    parsed: Model | None = None
+    try:
+        parsed = model.model_validate(doc)
+    except ValidationError as err:
+        problems.extend(format_validation_error(prefix, err))
+    meta = doc.get("metadata") if isinstance(doc.get("metadata"), dict) else {}
+    name = meta.get("name") if isinstance(meta, dict) else None
+    namespace = (meta.get("namespace") if isinstance(meta, dict) else None) or "default"
+    if isinstance(name, str) and not _NAME_RE.match(name) and not problems:
+        problems.append(
+            f"{prefix}metadata.name: {_show(name)} is not a valid name (lower-case letters, digits and '-', "
+            "starting and ending with a letter or digit)"
+        )
+    elif name is None or name == "":
+        problems.append(f"{prefix}metadata.name: required field is missing")
+    if isinstance(name, str) and kind == "GameServerSet" and len(name) > 52:
+        problems.append(f"{prefix}metadata.name: at most 52 characters (pod names add '-<ordinal>')")
+    if isinstance(namespace, str) and not _NAME_RE.match(namespace):
+        problems.append(f"{prefix}metadata.namespace: {_show(namespace)} is not a valid namespace name")
+    if problems or parsed is None:
+        raise InvalidObject(problems)
+    body = parsed.dump()
+    body.setdefault("metadata", {})["namespace"] = namespace
+    return LoadedObject(
+        kind=str(kind), namespace=namespace, name=str(name), body=body, source=source,
+        warnings=[prefix + w for w in semantic_warnings(str(kind), body)],
+    )
+
+
+def semantic_warnings(kind: str, body: dict[str, Any]) -> list[str]:
+    """Things that are valid but probably not meant (reported, not refused)."""
+    out: list[str] = []
+    if kind != "GameServerSet":
+        return out
+    for i, sq in enumerate(body["spec"].get("serviceQualities") or []):
+        if not any(sq.get(h) for h in ("exec", "httpGet", "tcpSocket", "grpc")):
+            out.append(f"spec.serviceQualities[{i}]: no probe (exec, httpGet, tcpSocket); it will never act")
+        for j, action in enumerate(sq.get("serviceQualityAction") or []):
+            ops = action.get("opsState")
+            if isinstance(ops, str) and ops and "{{" not in ops and ops not in KNOWN_OPS_STATES:
+                out.append(
+                    f"spec.serviceQualities[{i}].serviceQualityAction[{j}].opsState: {_show(ops)} is a custom "
+                    f"opsState (known: {', '.join(KNOWN_OPS_STATES)}); it ranks like None on scale-in"
+                )
+    return out
+
+
+def load_documents(text: str, source: str) -> list[LoadedObject]:
+    """Parse and validate every document; raise InvalidObject with all problems of all documents."""
+    docs = parse_yaml_documents(text, source)
+    if not docs:
+        raise InvalidObject([f"{source}: no objects found"])
+    loaded: list[LoadedObject] = []
+    problems: list[str] = []
+    for i, doc in enumerate(docs):
+        where = source if len(docs) == 1 else f"{source} (document {i + 1})"
+        try:
+            loaded.append(validate_object(doc, where))
+        except InvalidObject as err:
+            problems.extend(err.problems)
+    if problems:
+        raise InvalidObject(problems)
+    return loaded

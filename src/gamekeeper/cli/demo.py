@@ -1,0 +1,112 @@
+"""`gk demo`: the seed's two scenarios, driven through the real `gk` commands, as a transcript."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+EXAMPLES = Path("examples")
+TIMEOUT = 120.0
+
+
+class DemoFailed(RuntimeError):
+    pass
+
+
+def _gk(state_dir: Path, *args: str, show: bool = True, check: bool = True) -> str:
+    cmd = [sys.executable, "-m", "gamekeeper", *args[:1], "--state-dir", str(state_dir), *args[1:]]
+    if args[:1] == ("exec",):
+        # `gk exec NAME --state-dir DIR -- CMD`: options must come before `--`.
+        split = args.index("--")
+        cmd = [sys.executable, "-m", "gamekeeper", *args[:split], "--state-dir", str(state_dir), *args[split:]]
+    if show:
+        print(f"$ gk {' '.join(args)}", flush=True)
+    proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    if show:
+        out = (proc.stdout + proc.stderr).rstrip()
+        if out:
+            print(out, flush=True)
+        print(flush=True)
+    if check and proc.returncode != 0:
+        raise DemoFailed(f"gk {' '.join(args)} exited {proc.returncode}: {proc.stderr.strip()}")
+    return proc.stdout
+
+
+def _gameservers(state_dir: Path) -> dict[str, dict[str, Any]]:
+    data = json.loads(_gk(state_dir, "get", "gs", "-o", "json", show=False))
+    return {g["metadata"]["name"]: g for g in data["items"]}
+
+
+def _wait(state_dir: Path, what: str, ok: Callable[[dict[str, dict[str, Any]]], bool]) -> None:
+    print(f"# waiting until {what} …", flush=True)
+    deadline = time.monotonic() + TIMEOUT
+    while time.monotonic() < deadline:
+        if ok(_gameservers(state_dir)):
+            return
+        time.sleep(0.5)
+    raise DemoFailed(f"timed out after {TIMEOUT:.0f}s waiting until {what}; see `gk get gs`, `gk events`, "
+                     f"and {state_dir / 'controller.log'}")
+
+
+def _ops(gs: dict[str, Any]) -> str:
+    return str((gs.get("spec") or {}).get("opsState"))
+
+
+def _state(gs: dict[str, Any]) -> str:
+    return str((gs.get("status") or {}).get("currentState"))
+
+
+def idle_scenario(state_dir: Path, examples: Path) -> None:
+    print("# Scenario 1: idle game servers are WaitToBeDeleted, and scale-in removes them first\n")
+    _gk(state_dir, "up", "-d", str(examples / "minecraft.yaml"))
+    names = ["minecraft-0", "minecraft-1", "minecraft-2"]
+    _wait(state_dir, "every game server is Ready and WaitToBeDeleted (probe: no player connected)",
+          lambda gs: all(n in gs and _state(gs[n]) == "Ready" and _ops(gs[n]) == "WaitToBeDeleted" for n in names))
+    _gk(state_dir, "get", "gs")
+    _gk(state_dir, "exec", "minecraft-1", "--", "./player.sh", "join", "alice")
+    _wait(state_dir, "minecraft-1 turns None (a player is connected)",
+          lambda gs: _ops(gs.get("minecraft-1", {})) == "None")
+    _gk(state_dir, "get", "gs")
+    _gk(state_dir, "scale", "gss", "minecraft", "--replicas", "1")
+    _wait(state_dir, "scale-in has removed the idle servers", lambda gs: list(gs) == ["minecraft-1"])
+    _gk(state_dir, "get", "gs")
+    _gk(state_dir, "events", "--for", "gs/minecraft-1")
+
+
+def healthy_scenario(state_dir: Path, examples: Path) -> None:
+    print("# Scenario 2: an unhealthy game server turns Maintaining and raises a Warning event\n")
+    _gk(state_dir, "up", "-d", str(examples / "demo-gs.yaml"))
+    names = ["demo-gs-0", "demo-gs-1", "demo-gs-2"]
+    _wait(state_dir, "every game server is Ready and None (probe: healthy)",
+          lambda gs: all(n in gs and _state(gs[n]) == "Ready" and _ops(gs[n]) == "None" for n in names))
+    _gk(state_dir, "get", "gs")
+    _gk(state_dir, "exec", "demo-gs-0", "--", "./fault.sh")
+    _wait(state_dir, "demo-gs-0 turns Maintaining", lambda gs: _ops(gs.get("demo-gs-0", {})) == "Maintaining")
+    _gk(state_dir, "get", "gs")
+    _gk(state_dir, "events", "--type", "Warning")
+
+
+def run_demo(scenario: str, state_dir: Path, keep: bool, examples: Path = EXAMPLES) -> int:
+    scenarios = {"idle": idle_scenario, "healthy": healthy_scenario}
+    if scenario not in scenarios:
+        print(f"error: unknown scenario {scenario!r}; use idle or healthy", file=sys.stderr)
+        return 2
+    if not (examples / "images.yaml").exists():
+        print(f"error: {examples}/images.yaml not found; run gk demo from the repository root", file=sys.stderr)
+        return 2
+    try:
+        scenarios[scenario](state_dir, examples)
+    except DemoFailed as e:
+        print(f"demo failed: {e}", file=sys.stderr)
+        _gk(state_dir, "down", check=False)
+        return 1
+    if keep:
+        print(f"# the fleet keeps running (state in {state_dir}); stop it with: gk down --state-dir {state_dir}")
+    else:
+        _gk(state_dir, "down")
+    return 0

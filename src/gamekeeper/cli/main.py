@@ -1,0 +1,688 @@
+"""`gk`: the command line, shaped like kubectl."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from pydantic import ValidationError
+from rich.console import Console
+from rich.live import Live
+from rich.text import Text
+
+from gamekeeper.api.loading import InvalidObject, LoadedObject, load_documents, validate_object
+from gamekeeper.api.models import GameServerSetSpec
+from gamekeeper.cli import printing
+from gamekeeper.cli.describe import describe_gs, describe_gss
+from gamekeeper.core.ordinals import reserve_id_problems
+from gamekeeper.embedded.fleet import (
+    ControllerAlreadyRunning,
+    EmbeddedController,
+    read_config,
+    remember_images,
+    resolve_state_dir,
+    running_controller_pid,
+    stop_controller,
+    stop_game_servers,
+)
+from gamekeeper.ports.store import Conflict, NotFound
+from gamekeeper.runtime.images import ImageMap, UnknownImage, find_image_map, load_image_map
+from gamekeeper.runtime.local import ContainerNotRunning, LocalPaths, LocalRuntime
+from gamekeeper.store.sqlite import SqliteState, Waker, merge_patch
+
+app = typer.Typer(
+    name="gk",
+    help="Gamekeeper: game servers with custom service quality (OpenKruiseGame's GameServerSet), on one machine.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+err = Console(stderr=True, highlight=False, soft_wrap=True)
+
+KINDS = {
+    "gs": "GameServer", "gameserver": "GameServer", "gameservers": "GameServer",
+    "gss": "GameServerSet", "gameserverset": "GameServerSet", "gameserversets": "GameServerSet",
+    "pod": "Pod", "pods": "Pod", "po": "Pod",
+}
+RESOURCE = {"GameServer": "gameserver.game.kruise.io", "GameServerSet": "gameserverset.game.kruise.io", "Pod": "pod"}
+
+StateDir = Annotated[
+    Path | None,
+    typer.Option("--state-dir", help="State directory (default: $GAMEKEEPER_HOME or ./.gamekeeper).",
+                 show_default=False),
+]
+Namespace = Annotated[str, typer.Option("--namespace", "-n", help="Namespace.")]
+Images = Annotated[
+    Path | None,
+    typer.Option("--images", help="Image map YAML (default: $GAMEKEEPER_IMAGES, images.yaml beside the applied "
+                 "file, or the last one used).", show_default=False),
+]
+
+
+class CliError(Exception):
+    pass
+
+
+def fail(message: str, code: int = 1) -> typer.Exit:
+    err.print(Text(f"error: {message}" if not message.startswith("error") else message, style="red"))
+    return typer.Exit(code)
+
+
+def _open(state_dir: Path | None) -> SqliteState:
+    return SqliteState(resolve_state_dir(state_dir))
+
+
+def _kind(word: str) -> str:
+    kind = KINDS.get(word.lower())
+    if kind is None:
+        raise fail(f'unknown resource type "{word}"; use gs, gss or pod')
+    return kind
+
+
+def _images(state_dir: Path, explicit: Path | None, near: list[Path], required: bool) -> ImageMap:
+    remembered = read_config(state_dir).get("images")
+    path = find_image_map(explicit, near, Path(remembered) if remembered else None)
+    if path is None:
+        if required:
+            raise fail(
+                "no image map: pass --images FILE or set GAMEKEEPER_IMAGES (see examples/images.yaml for the format)"
+            )
+        return ImageMap.empty()
+    try:
+        images = load_image_map(path)
+    except InvalidObject as e:
+        for line in e.problems:
+            err.print(Text(f"error: {line}", style="red"))
+        raise typer.Exit(1) from None
+    remember_images(state_dir, path)
+    return images
+
+
+# --- apply ---------------------------------------------------------------------------------------------------
+
+
+def _check_images(obj: LoadedObject, images: ImageMap) -> list[str]:
+    problems = []
+    if obj.kind != "GameServerSet":
+        return problems
+    for i, c in enumerate(obj.body["spec"]["gameServerTemplate"]["spec"]["containers"]):
+        try:
+            images.resolve(c.get("image") or "")
+        except UnknownImage as e:
+            problems.append(f"{obj.source}: spec.gameServerTemplate.spec.containers[{i}].image: {e}")
+    return problems
+
+
+def _check_semantics(obj: LoadedObject) -> list[str]:
+    problems = []
+    if obj.kind == "GameServerSet":
+        for line in reserve_id_problems(obj.body["spec"].get("reserveGameServerIds")):
+            problems.append(f"{obj.source}: spec.reserveGameServerIds{line}")
+    return problems
+
+
+def apply_objects(state: SqliteState, objects: list[LoadedObject]) -> list[str]:
+    """Create or update each object (compare-and-swap, retried on conflict); returns kubectl-style lines."""
+    lines = []
+    for obj in objects:
+        for _ in range(20):
+            current = state.get(obj.kind, obj.namespace, obj.name)
+            try:
+                if current is None:
+                    state.create(obj.body)
+                    lines.append(f"{RESOURCE[obj.kind]}/{obj.name} created")
+                    break
+                desired = dict(current)
+                desired["spec"] = obj.body.get("spec")
+                meta = dict(current["metadata"])
+                for key in ("labels", "annotations"):
+                    merged = {**(meta.get(key) or {}), **(obj.body["metadata"].get(key) or {})}
+                    if merged:
+                        meta[key] = merged
+                desired["metadata"] = meta
+                if desired == current:
+                    lines.append(f"{RESOURCE[obj.kind]}/{obj.name} unchanged")
+                    break
+                state.replace(desired)
+                lines.append(f"{RESOURCE[obj.kind]}/{obj.name} configured")
+                break
+            except Conflict:
+                continue
+        else:
+            raise fail(f"{obj.kind} {obj.name}: kept changing while applying; try again")
+    return lines
+
+
+def _load_files(files: list[Path], state_dir: Path, images_opt: Path | None) -> list[LoadedObject]:
+    problems: list[str] = []
+    objects: list[LoadedObject] = []
+    for file in files:
+        try:
+            text = sys.stdin.read() if str(file) == "-" else file.read_text()
+        except OSError as e:
+            problems.append(f"{file}: cannot read: {e.strerror}")
+            continue
+        try:
+            objects.extend(load_documents(text, str(file)))
+        except InvalidObject as e:
+            problems.extend(e.problems)
+    if not problems:
+        needs_images = any(o.kind == "GameServerSet" for o in objects)
+        images = _images(state_dir, images_opt, [f for f in files if str(f) != "-"], required=needs_images)
+        for obj in objects:
+            problems.extend(_check_images(obj, images))
+            problems.extend(_check_semantics(obj))
+    if problems:
+        for line in problems:
+            err.print(Text(f"error: {line}", style="red"))
+        err.print(Text("nothing was applied", style="red"))
+        raise typer.Exit(1)
+    for obj in objects:
+        for warning in obj.warnings:
+            err.print(Text(f"warning: {warning}", style="yellow"))
+    return objects
+
+
+@app.command()
+def apply(
+    filename: Annotated[list[Path], typer.Option("--filename", "-f", help="YAML file(s); - for stdin.")],
+    state_dir: StateDir = None,
+    images: Images = None,
+) -> None:
+    """Create or update GameServerSets / GameServers from YAML (all-or-nothing)."""
+    sd = resolve_state_dir(state_dir)
+    objects = _load_files(filename, sd, images)
+    state = SqliteState(sd)
+    for line in apply_objects(state, objects):
+        print(line)
+    if running_controller_pid(sd) is None:
+        err.print(Text("note: no controller is running; start one with `gk serve` (or `gk up FILE`)", style="dim"))
+
+
+# --- controller ----------------------------------------------------------------------------------------------
+
+
+def _setup_logging(level: str, fmt: str, stream: Any = None) -> None:
+    from gamekeeper.cli.logs import configure_logging
+
+    configure_logging(level, fmt, stream or sys.stderr)
+
+
+def _run_controller(sd: Path, images: ImageMap, live: bool) -> None:
+    controller = EmbeddedController(sd, images)
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        if live:
+            await asyncio.gather(controller.run(stop), _live_table(sd, stop))
+        else:
+            await controller.run(stop)
+
+    try:
+        asyncio.run(main())
+    except ControllerAlreadyRunning as e:
+        raise fail(str(e)) from None
+    if live:
+        print("controller stopped; game servers keep running (gk down stops them)")
+
+
+async def _live_table(sd: Path, stop: asyncio.Event) -> None:
+    state = SqliteState(sd)
+    waker = Waker(state.watch_dir)
+    console = Console()
+    try:
+        with Live(console=console, auto_refresh=False, transient=False) as live:
+            while not stop.is_set():
+                live.update(Text(_gs_table(state, None, wide=False) + "\n\n(Ctrl-C stops the controller; "
+                                 "game servers keep running)"), refresh=True)
+                await waker.wait(1.0)
+    finally:
+        waker.close()
+        state.close()
+
+
+@app.command()
+def serve(
+    state_dir: StateDir = None,
+    images: Images = None,
+    log_level: Annotated[str, typer.Option(help="debug, info, warning, error")] = "info",
+    log_format: Annotated[str, typer.Option(help="text or json")] = "text",
+) -> None:
+    """Run the controller in the foreground (no table). Game servers survive its exit."""
+    sd = resolve_state_dir(state_dir)
+    image_map = _images(sd, images, [], required=True)
+    _setup_logging(log_level, log_format)
+    _run_controller(sd, image_map, live=False)
+
+
+@app.command()
+def up(
+    files: Annotated[list[Path], typer.Argument(help="YAML files to apply.")],
+    state_dir: StateDir = None,
+    images: Images = None,
+    detach: Annotated[bool, typer.Option("--detach", "-d", help="Run the controller in the background.")] = False,
+) -> None:
+    """Apply FILES, then run the controller with a live table (Ctrl-C stops the controller only)."""
+    sd = resolve_state_dir(state_dir)
+    objects = _load_files(files, sd, images)
+    state = SqliteState(sd)
+    for line in apply_objects(state, objects):
+        print(line)
+    state.close()
+    image_map = _images(sd, images, files, required=True)
+    if running_controller_pid(sd) is not None:
+        print(f"controller already running (pid {running_controller_pid(sd)})")
+        return
+    if detach:
+        pid = start_background_controller(sd, image_map)
+        print(f"controller started in the background (pid {pid}); logs: {sd / 'controller.log'}")
+        return
+    _setup_logging("warning", "text", open(sd / "controller.log", "a"))  # noqa: SIM115 - lives as long as the process
+    _run_controller(sd, image_map, live=True)
+
+
+def start_background_controller(sd: Path, image_map: ImageMap) -> int:
+    log_file = open(sd / "controller.log", "ab")  # noqa: SIM115 - handed to the child
+    cmd = [sys.executable, "-m", "gamekeeper", "serve", "--state-dir", str(sd)]
+    if image_map.source is not None:
+        cmd += ["--images", str(image_map.source)]
+    proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log_file, stderr=log_file,
+                            start_new_session=True)
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        if running_controller_pid(sd) is not None:
+            return proc.pid
+        if proc.poll() is not None:
+            raise fail(f"the controller exited at once (code {proc.returncode}); see {sd / 'controller.log'}")
+        time.sleep(0.05)
+    return proc.pid
+
+
+@app.command()
+def down(state_dir: StateDir = None) -> None:
+    """Stop the controller and every game server, and remove the fleet's objects (events are kept)."""
+    sd = resolve_state_dir(state_dir)
+    if stop_controller(sd):
+        print("controller stopped")
+    state = SqliteState(sd)
+    stopped = stop_game_servers(state)
+    for kind in ("Pod", "GameServer", "Workload", "GameServerSet"):
+        for obj in state.list(kind):
+            meta = obj["metadata"]
+            with contextlib.suppress(NotFound):
+                if meta.get("finalizers"):
+                    state.patch(kind, meta["namespace"], meta["name"], {"metadata": {"finalizers": None}})
+                state.delete(kind, meta["namespace"], meta["name"])
+    print(f"stopped {len(stopped)} game server(s)" + (f": {', '.join(stopped)}" if stopped else ""))
+
+
+# --- reading -------------------------------------------------------------------------------------------------
+
+
+def _gs_table(state: SqliteState, namespace: str | None, wide: bool, name: str | None = None) -> str:
+    now = datetime.now(UTC)
+    items = [g for g in state.list("GameServer", namespace) if name is None or g["metadata"]["name"] == name]
+    items.sort(key=lambda g: (g["metadata"]["namespace"], _natural(g["metadata"]["name"])))
+    if not items:
+        return "No resources found" + (f" in {namespace} namespace." if namespace else ".")
+    pods = {(p["metadata"]["namespace"], p["metadata"]["name"]): p for p in state.list("Pod", namespace)} if wide else {}
+    rows = [printing.gs_row(g, now, wide, pods.get((g["metadata"]["namespace"], g["metadata"]["name"])))
+            for g in items]
+    return printing.table(printing.GS_WIDE_HEADERS if wide else printing.GS_HEADERS, rows)
+
+
+def _natural(name: str) -> tuple[str, int]:
+    base, _, tail = name.rpartition("-")
+    return (base, int(tail)) if tail.isdigit() else (name, -1)
+
+
+def _get_objects(state: SqliteState, kind: str, namespace: str | None, name: str | None) -> list[dict[str, Any]]:
+    if name is not None:
+        obj = state.get(kind, namespace or "default", name)
+        if obj is None:
+            raise fail(f'{RESOURCE[kind]} "{name}" not found', code=1)
+        return [obj]
+    items = state.list(kind, namespace)
+    items.sort(key=lambda o: (o["metadata"]["namespace"], _natural(o["metadata"]["name"])))
+    return items
+
+
+def _render(state: SqliteState, kind: str, namespace: str | None, name: str | None, output: str | None) -> str:
+    items = _get_objects(state, kind, namespace, name)
+    if output in ("json", "yaml"):
+        return printing.to_output(items, output, single=name is not None)
+    if output not in (None, "wide", "name"):
+        raise fail(f'unknown output format "{output}"; use wide, yaml, json or name')
+    if output == "name":
+        return "\n".join(f"{RESOURCE[kind]}/{o['metadata']['name']}" for o in items)
+    if not items:
+        return f"No resources found in {namespace} namespace." if namespace else "No resources found."
+    now = datetime.now(UTC)
+    wide = output == "wide"
+    if kind == "GameServer":
+        return _gs_table(state, namespace, wide, name)
+    if kind == "GameServerSet":
+        return printing.table(printing.GSS_WIDE_HEADERS if wide else printing.GSS_HEADERS,
+                              [printing.gss_row(o, now, wide) for o in items])
+    return printing.table(printing.POD_HEADERS, [printing.pod_row(o, now) for o in items])
+
+
+@app.command()
+def get(
+    resource: Annotated[str, typer.Argument(help="gs, gss or pod")],
+    name: Annotated[str | None, typer.Argument()] = None,
+    output: Annotated[str | None, typer.Option("--output", "-o", help="wide, yaml, json or name")] = None,
+    namespace: Namespace = "default",
+    all_namespaces: Annotated[bool, typer.Option("--all-namespaces", "-A")] = False,
+    watch: Annotated[bool, typer.Option("--watch", "-w", help="Print again whenever something changes.")] = False,
+    state_dir: StateDir = None,
+) -> None:
+    """List or show objects, like kubectl get."""
+    kind = _kind(resource)
+    state = _open(state_dir)
+    ns = None if all_namespaces else namespace
+    print(_render(state, kind, ns, name, output))
+    if not watch:
+        return
+    waker = Waker(state.watch_dir)
+    last = state.current_rv()
+    try:
+        while True:
+            waker.wait_blocking(5.0)
+            changes, _ = state.changes_since(last)
+            if changes:
+                last = changes[-1].resource_version
+            if any(c.kind == kind for c in changes):
+                print()
+                print(_render(state, kind, ns, name, output))
+                sys.stdout.flush()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        waker.close()
+
+
+@app.command()
+def describe(
+    resource: Annotated[str, typer.Argument(help="gs or gss")],
+    name: Annotated[str, typer.Argument()],
+    namespace: Namespace = "default",
+    state_dir: StateDir = None,
+) -> None:
+    """Spec, status, each service quality's last result and times, and recent events."""
+    kind = _kind(resource)
+    state = _open(state_dir)
+    obj = _get_objects(state, kind, namespace, name)[0]
+    events = state.list_events(namespace, kind, name)
+    if kind == "GameServer":
+        print(describe_gs(obj, state.get("Pod", namespace, name), events, datetime.now(UTC)))
+    elif kind == "GameServerSet":
+        print(describe_gss(obj, events, datetime.now(UTC)))
+    else:
+        print(printing.to_output([obj], "yaml", single=True))
+
+
+@app.command()
+def events(
+    namespace: Namespace = "default",
+    all_namespaces: Annotated[bool, typer.Option("--all-namespaces", "-A")] = False,
+    watch: Annotated[bool, typer.Option("--watch", "-w", help="Keep printing new events.")] = False,
+    type_: Annotated[str | None, typer.Option("--type", help="Normal or Warning")] = None,
+    for_: Annotated[str | None, typer.Option("--for", help="Only events of KIND/NAME, e.g. gs/minecraft-1")] = None,
+    state_dir: StateDir = None,
+) -> None:
+    """Events, oldest first, like kubectl events."""
+    state = _open(state_dir)
+    ns = None if all_namespaces else namespace
+    kind = name = None
+    if for_:
+        word, _, name = for_.partition("/")
+        kind = _kind(word)
+    headers = ["LAST SEEN", "TYPE", "REASON", "OBJECT", "MESSAGE"]
+    if all_namespaces:
+        headers = ["NAMESPACE", *headers]
+
+    def rows(records: list[Any]) -> list[list[str]]:
+        now = datetime.now(UTC)
+        out = []
+        for r in records:
+            if type_ and r.type != type_:
+                continue
+            seen = printing.human_duration((now - datetime.fromisoformat(r.last_timestamp.replace("Z", "+00:00")))
+                                           .total_seconds())
+            obj = f"{RESOURCE.get(r.kind, r.kind.lower()).split('.')[0]}/{r.name}"
+            row = [seen, r.type, r.reason, obj, r.message + (f" (x{r.count})" if r.count > 1 else "")]
+            out.append([r.namespace, *row] if all_namespaces else row)
+        return out
+
+    records = state.list_events(ns, kind, name)
+    body = rows(records)
+    if body:
+        print(printing.table(headers, body))
+    elif not watch:
+        print("No events found" + (f" in {ns} namespace." if ns else "."))
+    if not watch:
+        return
+    last = max((r.resource_version for r in records), default=state.current_rv())
+    waker = Waker(state.watch_dir)
+    printed_header = bool(body)
+    try:
+        while True:
+            waker.wait_blocking(5.0)
+            new = state.list_events(ns, kind, name, since_rv=last)
+            if not new:
+                continue
+            last = max(r.resource_version for r in new)
+            lines = rows(new)
+            if lines:
+                text = printing.table(headers, lines).splitlines()
+                print("\n".join(text if not printed_header else text[1:]))
+                printed_header = True
+                sys.stdout.flush()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        waker.close()
+
+
+# --- writing ---------------------------------------------------------------------------------------------------
+
+
+@app.command()
+def scale(
+    resource: Annotated[str, typer.Argument(help="gss")],
+    name: Annotated[str, typer.Argument()],
+    replicas: Annotated[int, typer.Option("--replicas", min=0, help="The new number of game servers.")],
+    namespace: Namespace = "default",
+    state_dir: StateDir = None,
+) -> None:
+    """Set a GameServerSet's replicas; scale-in removes Kill, then WaitToBeDeleted, … Maintaining last."""
+    if _kind(resource) != "GameServerSet":
+        raise fail("only gss can be scaled")
+    state = _open(state_dir)
+    try:
+        state.patch("GameServerSet", namespace, name, {"spec": {"replicas": replicas}})
+    except NotFound:
+        raise fail(f'gameserverset.game.kruise.io "{name}" not found') from None
+    print(f"gameserverset.game.kruise.io/{name} scaled")
+
+
+@app.command()
+def patch(
+    resource: Annotated[str, typer.Argument(help="gs or gss")],
+    name: Annotated[str, typer.Argument()],
+    patch_text: Annotated[str, typer.Option("--patch", "-p", help="The patch, as JSON.")],
+    type_: Annotated[str, typer.Option("--type", help="Only merge is supported.")] = "merge",
+    namespace: Namespace = "default",
+    state_dir: StateDir = None,
+) -> None:
+    """JSON merge patch; the result is validated before anything is written."""
+    kind = _kind(resource)
+    if type_ != "merge":
+        raise fail(f'--type {type_} is not supported; use --type merge (a JSON merge patch, RFC 7386)')
+    try:
+        body = json.loads(patch_text)
+    except json.JSONDecodeError as e:
+        raise fail(f"--patch: invalid JSON at line {e.lineno}, column {e.colno}: {e.msg}") from None
+    if not isinstance(body, dict):
+        raise fail("--patch: expected a JSON object, e.g. '{\"spec\":{\"opsState\":\"Allocated\"}}'")
+    state = _open(state_dir)
+    for _ in range(20):
+        current = state.get(kind, namespace, name)
+        if current is None:
+            raise fail(f'{RESOURCE[kind]} "{name}" not found')
+        merged = merge_patch(current, body)
+        if kind in ("GameServer", "GameServerSet"):
+            check = {k: v for k, v in merged.items() if k != "status"}
+            check["metadata"] = {k: v for k, v in merged["metadata"].items()
+                                 if k in ("name", "namespace", "labels", "annotations")}
+            try:
+                validate_object(check, "patch")
+            except InvalidObject as e:
+                for line in e.problems:
+                    err.print(Text(f"error: {line.removeprefix('patch: ')}", style="red"))
+                raise fail("nothing was patched") from None
+        try:
+            result = state.patch(kind, namespace, name, body, resource_version=current["metadata"]["resourceVersion"])
+        except Conflict:
+            continue
+        print(f"{RESOURCE[kind]}/{name} " + ("patched" if result != current else "patched (no change)"))
+        return
+    raise fail("the object kept changing; try again")
+
+
+@app.command()
+def delete(
+    resource: Annotated[str, typer.Argument(help="gs, gss or pod")],
+    names: Annotated[list[str], typer.Argument()],
+    namespace: Namespace = "default",
+    state_dir: StateDir = None,
+) -> None:
+    """Delete objects. A deleted pod is recreated on the same ordinal; deleting a gss removes its fleet."""
+    kind = _kind(resource)
+    state = _open(state_dir)
+    code = 0
+    for name in names:
+        try:
+            state.delete(kind, namespace, name)
+            print(f'{RESOURCE[kind]} "{name}" deleted')
+        except NotFound:
+            err.print(Text(f'error: {RESOURCE[kind]} "{name}" not found', style="red"))
+            code = 1
+    if code:
+        raise typer.Exit(code)
+
+
+# --- game server processes -------------------------------------------------------------------------------------
+
+
+def _pod_for(state: SqliteState, namespace: str, name: str) -> dict[str, Any]:
+    pod = state.get("Pod", namespace, name)
+    if pod is None:
+        raise fail(f'game server "{name}" has no pod (is it in namespace {namespace}? see gk get gs)')
+    return pod
+
+
+@app.command()
+def logs(
+    name: Annotated[str, typer.Argument(help="The game server (pod) name.")],
+    container: Annotated[str | None, typer.Option("--container", "-c")] = None,
+    follow: Annotated[bool, typer.Option("--follow", "-f")] = False,
+    tail: Annotated[int, typer.Option("--tail", help="Lines from the end; -1 for all.")] = -1,
+    namespace: Namespace = "default",
+    state_dir: StateDir = None,
+) -> None:
+    """Print a container's log (stdout and stderr of all its runs)."""
+    state = _open(state_dir)
+    pod = _pod_for(state, namespace, name)
+    names = [c["name"] for c in pod["spec"]["containers"]]
+    if container is None:
+        container = names[0]
+    elif container not in names:
+        raise fail(f'container "{container}" is not in {name} (containers: {", ".join(names)})')
+    path = LocalPaths(state.state_dir).log_file(pod, container)
+    if not path.exists():
+        raise fail(f"no log yet for {name}/{container} (has the controller started it?)")
+    with open(path, "rb") as f:
+        data = f.read()
+        lines = data.splitlines(keepends=True)
+        sys.stdout.buffer.write(b"".join(lines[-tail:] if tail >= 0 else lines))
+        sys.stdout.flush()
+        if not follow:
+            return
+        try:
+            while True:
+                chunk = f.read()
+                if chunk:
+                    sys.stdout.buffer.write(chunk)
+                    sys.stdout.flush()
+                else:
+                    time.sleep(0.2)
+        except KeyboardInterrupt:
+            pass
+
+
+@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+def exec(
+    name: Annotated[str, typer.Argument(help="The game server (pod) name.")],
+    command: Annotated[list[str], typer.Argument(help="The command, after --.")],
+    container: Annotated[str | None, typer.Option("--container", "-c")] = None,
+    namespace: Namespace = "default",
+    state_dir: StateDir = None,
+) -> None:
+    """Run a command in a game server's container (its directory and environment), like kubectl exec."""
+    sd = resolve_state_dir(state_dir)
+    state = SqliteState(sd)
+    pod = _pod_for(state, namespace, name)
+    runtime = LocalRuntime(sd, _images(sd, None, [], required=True))
+    try:
+        cwd, env = runtime.exec_context(pod, container)
+    except ContainerNotRunning as e:
+        raise fail(str(e)) from None
+    try:
+        proc = subprocess.run(command, cwd=cwd, env=env, check=False)
+    except FileNotFoundError:
+        raise fail(f'exec: "{command[0]}": executable file not found in $PATH') from None
+    raise typer.Exit(proc.returncode)
+
+
+@app.command()
+def demo(
+    scenario: Annotated[str, typer.Argument(help="idle (the seed's first scenario) or healthy (the second)")] = "idle",
+    state_dir: StateDir = None,
+    keep: Annotated[bool, typer.Option(help="Leave the fleet running at the end.")] = False,
+) -> None:
+    """Run one of the seed's scenarios end to end, printing each command and its output."""
+    from gamekeeper.cli.demo import run_demo
+
+    code = run_demo(scenario, resolve_state_dir(state_dir), keep)
+    raise typer.Exit(code)
+
+
+def main() -> None:
+    logging.getLogger().setLevel(logging.WARNING)
+    try:
+        app()
+    except (CliError, ValidationError) as e:
+        err.print(Text(f"error: {e}", style="red"))
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()
+
+__all__ = ["GameServerSetSpec", "os"]

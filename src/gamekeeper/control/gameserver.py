@@ -1,0 +1,84 @@
+"""GameServer reconciler (upstream gameserver_controller.go): one key = one pod/GameServer name."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from datetime import datetime
+
+from gamekeeper.api.models import GS_DELETING_KEY, GameServerSetSpec
+from gamekeeper.core.gameserver import gs_to_pod, gss_name_for, new_game_server, pod_to_gs
+from gamekeeper.ports.store import AlreadyExists, NotFound, Store
+
+log = logging.getLogger("gamekeeper.gameserver")
+
+
+class GameServerController:
+    def __init__(self, store: Store, clock: Callable[[], datetime]) -> None:
+        self.store = store
+        self.clock = clock
+        self._spec_cache: dict[tuple[str, str, str], GameServerSetSpec] = {}
+
+    def _gss_spec(self, gss: dict[str, object]) -> GameServerSetSpec:
+        meta = gss["metadata"]
+        assert isinstance(meta, dict)
+        key = (meta["namespace"], meta["name"], meta["resourceVersion"])
+        spec = self._spec_cache.get(key)
+        if spec is None:
+            spec = GameServerSetSpec.model_validate(gss["spec"])
+            self._spec_cache = {k: v for k, v in self._spec_cache.items() if k[:2] != key[:2]}
+            self._spec_cache[key] = spec
+        return spec
+
+    async def reconcile(self, namespace: str, name: str) -> None:
+        pod = await self.store.get("Pod", namespace, name)
+        gs = await self.store.get("GameServer", namespace, name)
+        gss = await self.store.get("GameServerSet", namespace, gss_name_for(pod, gs, name))
+
+        if pod is None:
+            if gs is not None and (gs["metadata"].get("labels") or {}).get(GS_DELETING_KEY) == "true":
+                try:
+                    await self.store.delete("GameServer", namespace, name)
+                except NotFound:
+                    pass
+            return
+        if gss is None:
+            return
+        if gs is None:
+            try:
+                await self.store.create(new_game_server(pod, gss))
+            except AlreadyExists:
+                pass
+            return
+
+        now = self.clock()
+        sync = gs_to_pod(gs, pod, now)
+        pod_patch = sync.patch()
+        if pod_patch is not None:
+            pod = await self.store.patch(
+                "Pod", namespace, name, pod_patch, resource_version=pod["metadata"]["resourceVersion"]
+            )
+        for event in sync.events:
+            await self.store.record_event(gs, event.type, event.reason, event.message)
+
+        spec = self._gss_spec(gss)
+        result = pod_to_gs(
+            gs, pod, spec.service_qualities or [], gss["spec"]["gameServerTemplate"].get("metadata"), now
+        )
+        if result.patch is not None:
+            gs = await self.store.patch(
+                "GameServer", namespace, name, result.patch, resource_version=gs["metadata"]["resourceVersion"]
+            )
+            if "spec" in result.patch:
+                log.info(
+                    "service quality acted",
+                    extra={"gs": name, "gss": gss["metadata"]["name"], "qualities": result.acted,
+                           "changes": result.patch["spec"]},
+                )
+        for event in result.events:
+            await self.store.record_event(gs, event.type, event.reason, event.message)
+        if result.status is not None:
+            await self.store.patch(
+                "GameServer", namespace, name, {"status": result.status},
+                resource_version=gs["metadata"]["resourceVersion"], subresource="status",
+            )

@@ -1,0 +1,324 @@
+"""GameServerSet reconciler (upstream gameserverset_controller.go, spec §3.1) and the workload it drives.
+
+Upstream a GameServerSet owns an Advanced StatefulSet that owns the pods. Here the same role is played by a
+small `Workload` object (name = the set's) holding `replicas`, `reserveOrdinals` and the pod template, and by
+`WorkloadController`, which keeps exactly the pods on the first `replicas` non-reserved ordinals. Keeping
+that object makes scaling decisions identical to upstream: the set controller decides which ordinals go,
+the workload controller only carries it out.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any
+
+from gamekeeper.api.models import (
+    API_VERSION,
+    GS_DELETING_KEY,
+    GS_OPS_STATE_KEY,
+    GS_STATE_KEY,
+    GSS_RESERVE_IDS_KEY,
+    OWNER_GSS_KEY,
+    WORKLOAD_HASH_KEY,
+)
+from gamekeeper.core.ordinals import (
+    index_from_name,
+    ordinal_set_to_int_str_slice,
+    ordinal_set_to_string,
+    reserve_ordinal_set,
+    string_to_int_str_slice,
+    string_to_ordinal_set,
+)
+from gamekeeper.core.scaling import PodView, compute_to_scale, managed_ordinals, replicas_after_killing
+from gamekeeper.ports.store import AlreadyExists, NotFound, Obj, Store
+
+log = logging.getLogger("gamekeeper.gameserverset")
+
+WORKLOAD_API = "gamekeeper.io/v1alpha1"
+TEMPLATE_HASH_LABEL = "controller-revision-hash"
+
+
+def workload_hash(gss: Obj) -> str:
+    """What a change of must reach the pods: template, update strategy, network config (spec §5)."""
+    spec = gss["spec"]
+    data = json.dumps(
+        {
+            "template": spec["gameServerTemplate"],
+            "updateStrategy": spec.get("updateStrategy"),
+            "networkConf": (spec.get("network") or {}).get("networkConf"),
+        },
+        sort_keys=True,
+    )
+    return hashlib.sha256(data.encode()).hexdigest()[:10]
+
+
+def pod_views(pods: list[Obj]) -> list[PodView]:
+    return [
+        PodView(
+            name=p["metadata"]["name"],
+            labels=p["metadata"].get("labels") or {},
+            terminating=bool(p["metadata"].get("deletionTimestamp")),
+        )
+        for p in pods
+    ]
+
+
+def _owner(obj: Obj) -> dict[str, Any]:
+    return {
+        "apiVersion": obj["apiVersion"],
+        "kind": obj["kind"],
+        "name": obj["metadata"]["name"],
+        "uid": obj["metadata"]["uid"],
+        "controller": True,
+        "blockOwnerDeletion": True,
+    }
+
+
+def _ready(pod: Obj) -> bool:
+    return any(
+        c.get("type") == "Ready" and c.get("status") == "True"
+        for c in (pod.get("status") or {}).get("conditions") or []
+    )
+
+
+class GameServerSetController:
+    def __init__(self, store: Store, clock: Callable[[], datetime]) -> None:
+        self.store = store
+        self.clock = clock
+
+    async def reconcile(self, namespace: str, name: str) -> None:
+        gss = await self.store.get("GameServerSet", namespace, name)
+        if gss is None:
+            return
+        spec = gss["spec"]
+        workload = await self.store.get("Workload", namespace, name)
+        if workload is None:
+            await self._create_workload(gss)
+            return
+        pods = await self.store.list("Pod", namespace, {OWNER_GSS_KEY: name})
+        views = pod_views(pods)
+
+        replicas = replicas_after_killing(spec["replicas"], workload["spec"]["replicas"], views)
+        if replicas != spec["replicas"]:
+            log.info("Kill lowers %s/%s replicas %d -> %d", namespace, name, spec["replicas"], replicas)
+            await self.store.patch(
+                "GameServerSet", namespace, name, {"spec": {"replicas": replicas}},
+                resource_version=gss["metadata"]["resourceVersion"],
+            )
+            return
+
+        annotations = gss["metadata"].get("annotations") or {}
+        annotated = annotations.get(GSS_RESERVE_IDS_KEY, "")
+        new_explicit = reserve_ordinal_set(spec.get("reserveGameServerIds"))
+        if spec["replicas"] != workload["spec"]["replicas"] or string_to_ordinal_set(annotated) != new_explicit:
+            await self._scale(gss, workload, pods, new_explicit)
+            return
+
+        digest = workload_hash(gss)
+        if (workload["metadata"].get("annotations") or {}).get(WORKLOAD_HASH_KEY) != digest:
+            await self.store.patch(
+                "Workload", namespace, name,
+                {
+                    "metadata": {"annotations": {WORKLOAD_HASH_KEY: digest}},
+                    "spec": {
+                        "template": self._pod_template(gss),
+                        "updateStrategy": spec.get("updateStrategy"),
+                        "templateHash": digest,
+                    },
+                },
+                resource_version=workload["metadata"]["resourceVersion"],
+            )
+            await self.store.record_event(gss, "Normal", "UpdateWorkload", "updated workload")
+            return
+
+        await self._sync_status(gss, workload, pods)
+
+    @staticmethod
+    def _pod_template(gss: Obj) -> dict[str, Any]:
+        template = gss["spec"]["gameServerTemplate"]
+        return {"metadata": template.get("metadata") or {}, "spec": template["spec"]}
+
+    async def _create_workload(self, gss: Obj) -> None:
+        meta = gss["metadata"]
+        digest = workload_hash(gss)
+        workload = {
+            "apiVersion": WORKLOAD_API,
+            "kind": "Workload",
+            "metadata": {
+                "name": meta["name"],
+                "namespace": meta["namespace"],
+                "labels": {OWNER_GSS_KEY: meta["name"]},
+                "annotations": {WORKLOAD_HASH_KEY: digest},
+                "ownerReferences": [_owner(gss)],
+            },
+            "spec": {
+                "replicas": gss["spec"]["replicas"],
+                "reserveOrdinals": gss["spec"].get("reserveGameServerIds") or [],
+                "template": self._pod_template(gss),
+                "updateStrategy": gss["spec"].get("updateStrategy"),
+                "templateHash": digest,
+                "serviceName": gss["spec"].get("serviceName") or meta["name"],
+            },
+        }
+        try:
+            await self.store.create(workload)
+        except AlreadyExists:
+            return
+        await self.store.record_event(gss, "Normal", "CreateWorkload", "created workload")
+
+    async def _scale(self, gss: Obj, workload: Obj, pods: list[Obj], new_explicit: set[int]) -> None:
+        """Upstream GameServerScale (spec §3.4)."""
+        meta, spec = gss["metadata"], gss["spec"]
+        namespace, name = meta["namespace"], meta["name"]
+        current, expected = workload["spec"]["replicas"], spec["replicas"]
+        annotations = meta.get("annotations") or {}
+        old_explicit = reserve_ordinal_set(string_to_int_str_slice(annotations.get(GSS_RESERVE_IDS_KEY, "")))
+        implicit = reserve_ordinal_set(workload["spec"].get("reserveOrdinals")) - old_explicit
+        if current != expected:
+            await self.store.record_event(gss, "Normal", "Scale", f"scale from {current} to {expected}")
+        plan = compute_to_scale(new_explicit, old_explicit, implicit, expected, pod_views(pods))
+        log.info(
+            "scale %s/%s %d -> %d: delete %s, create %s", namespace, name, current, expected,
+            list(plan.to_delete), list(plan.to_create),
+        )
+
+        if spec["gameServerTemplate"].get("reclaimPolicy") == "Delete":
+            await self._mark_deleting(namespace, name, set(plan.manage), {index_from_name(p["metadata"]["name"])
+                                                                          for p in pods})
+
+        await self.store.patch(
+            "Workload", namespace, name,
+            {"spec": {"replicas": expected, "reserveOrdinals": ordinal_set_to_int_str_slice(plan.reserved) or []}},
+            resource_version=workload["metadata"]["resourceVersion"],
+        )
+
+        strategy = (spec.get("scaleStrategy") or {}).get("scaleDownStrategyType")
+        target = set(plan.reserved) if strategy == "ReserveIds" else new_explicit
+        patch: dict[str, Any] = {}
+        text = ordinal_set_to_string(target)
+        if not annotations or annotations.get(GSS_RESERVE_IDS_KEY) != text:
+            patch["metadata"] = {"annotations": {GSS_RESERVE_IDS_KEY: text}}
+        if strategy == "ReserveIds" and target != new_explicit:
+            patch["spec"] = {"reserveGameServerIds": ordinal_set_to_int_str_slice(target)}
+        if patch:
+            await self.store.patch("GameServerSet", namespace, name, patch)
+
+    async def _mark_deleting(self, namespace: str, gss_name: str, new_ids: set[int], old_ids: set[int]) -> None:
+        """reclaimPolicy Delete: a GameServer whose id leaves the set is marked for deletion with its pod."""
+        for ordinal, value in [(i, "false") for i in new_ids - old_ids] + [(i, "true") for i in old_ids - new_ids]:
+            gs_name = f"{gss_name}-{ordinal}"
+            gs = await self.store.get("GameServer", namespace, gs_name)
+            if gs is None:
+                continue
+            current = (gs["metadata"].get("labels") or {}).get(GS_DELETING_KEY)
+            if (value == "false" and current == "true") or (value == "true" and current != "true"):
+                try:
+                    await self.store.patch(
+                        "GameServer", namespace, gs_name, {"metadata": {"labels": {GS_DELETING_KEY: value}}}
+                    )
+                except NotFound:
+                    continue
+
+    async def _sync_status(self, gss: Obj, workload: Obj, pods: list[Obj]) -> None:
+        wl_status = workload.get("status") or {}
+        labels = [p["metadata"].get("labels") or {} for p in pods]
+        status = {
+            "replicas": gss["spec"]["replicas"],
+            "currentReplicas": len(pods),
+            "readyReplicas": wl_status.get("readyReplicas", 0),
+            "availableReplicas": wl_status.get("availableReplicas", 0),
+            "updatedReplicas": wl_status.get("updatedReplicas", 0),
+            "updatedReadyReplicas": wl_status.get("updatedReadyReplicas", 0),
+            "maintainingReplicas": sum(1 for lb in labels if lb.get(GS_OPS_STATE_KEY) == "Maintaining"),
+            "waitToBeDeletedReplicas": sum(1 for lb in labels if lb.get(GS_OPS_STATE_KEY) == "WaitToBeDeleted"),
+            "preDeleteReplicas": sum(1 for lb in labels if lb.get(GS_STATE_KEY) == "PreDelete"),
+            "labelSelector": f"{OWNER_GSS_KEY}={gss['metadata']['name']}",
+            "observedGeneration": gss["metadata"].get("generation", 1),
+        }
+        if (gss.get("status") or {}) != status:
+            await self.store.patch(
+                "GameServerSet", gss["metadata"]["namespace"], gss["metadata"]["name"], {"status": status},
+                subresource="status",
+            )
+
+
+class WorkloadController:
+    """Keeps one pod on each of the first `replicas` ordinals that are not reserved (StatefulSet-like)."""
+
+    def __init__(self, store: Store, clock: Callable[[], datetime]) -> None:
+        self.store = store
+        self.clock = clock
+
+    async def reconcile(self, namespace: str, name: str) -> None:
+        workload = await self.store.get("Workload", namespace, name)
+        if workload is None:
+            return
+        spec = workload["spec"]
+        pods = await self.store.list("Pod", namespace, {OWNER_GSS_KEY: name})
+        wanted = set(managed_ordinals(spec["replicas"], reserve_ordinal_set(spec.get("reserveOrdinals"))))
+        by_ordinal: dict[int, Obj] = {}
+        for pod in pods:
+            ordinal = index_from_name(pod["metadata"]["name"])
+            by_ordinal[ordinal] = pod
+            if ordinal not in wanted and not pod["metadata"].get("deletionTimestamp"):
+                log.info("deleting pod %s/%s", namespace, pod["metadata"]["name"])
+                try:
+                    await self.store.delete("Pod", namespace, pod["metadata"]["name"])
+                except NotFound:
+                    pass
+        for ordinal in sorted(wanted - set(by_ordinal)):
+            await self._create_pod(workload, ordinal)
+        await self._sync_status(workload, [p for p in pods if index_from_name(p["metadata"]["name"]) in wanted])
+
+    async def _create_pod(self, workload: Obj, ordinal: int) -> None:
+        meta, spec = workload["metadata"], workload["spec"]
+        template = spec["template"]
+        tmeta = template.get("metadata") or {}
+        labels = {
+            **(tmeta.get("labels") or {}),
+            OWNER_GSS_KEY: meta["name"],
+            TEMPLATE_HASH_LABEL: spec.get("templateHash", ""),
+            "statefulset.kubernetes.io/pod-name": f"{meta['name']}-{ordinal}",
+        }
+        pod = {
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {
+                "name": f"{meta['name']}-{ordinal}",
+                "namespace": meta["namespace"],
+                "labels": labels,
+                "annotations": dict(tmeta.get("annotations") or {}),
+                "ownerReferences": [_owner(workload)],
+            },
+            "spec": {**template["spec"], "hostname": f"{meta['name']}-{ordinal}"},
+        }
+        try:
+            await self.store.create(pod)
+            log.info("created pod %s/%s", meta["namespace"], pod["metadata"]["name"])
+        except AlreadyExists:
+            pass
+
+    async def _sync_status(self, workload: Obj, pods: list[Obj]) -> None:
+        live = [p for p in pods if not p["metadata"].get("deletionTimestamp")]
+        digest = workload["spec"].get("templateHash", "")
+        updated = [p for p in live if (p["metadata"].get("labels") or {}).get(TEMPLATE_HASH_LABEL) == digest]
+        status = {
+            "replicas": len(live),
+            "readyReplicas": sum(1 for p in live if _ready(p)),
+            "availableReplicas": sum(1 for p in live if _ready(p)),
+            "updatedReplicas": len(updated),
+            "updatedReadyReplicas": sum(1 for p in updated if _ready(p)),
+            "observedGeneration": workload["metadata"].get("generation", 1),
+        }
+        if (workload.get("status") or {}) != status:
+            await self.store.patch(
+                "Workload", workload["metadata"]["namespace"], workload["metadata"]["name"], {"status": status},
+                subresource="status",
+            )
+
+
+__all__ = ["API_VERSION", "GameServerSetController", "WorkloadController"]

@@ -1,0 +1,204 @@
+"""Embedded mode: the controllers, the local runtime and the SQLite store in one process on one machine."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import fcntl
+import json
+import logging
+import os
+import shutil
+import signal
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from gamekeeper.control.manager import ControllerManager
+from gamekeeper.runtime.images import ImageMap
+from gamekeeper.runtime.local import LocalKubelet, LocalRuntime, alive, kill_processes_under, parse_container_id
+from gamekeeper.store.sqlite import SqliteState, SqliteStore
+
+log = logging.getLogger("gamekeeper.embedded")
+
+HOME_ENV = "GAMEKEEPER_HOME"
+
+
+def resolve_state_dir(explicit: Path | None) -> Path:
+    if explicit is not None:
+        return explicit
+    env = os.environ.get(HOME_ENV)
+    return Path(env) if env else Path(".gamekeeper")
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+class ControllerAlreadyRunning(RuntimeError):
+    pass
+
+
+class ControllerLock:
+    """One controller per state directory: an flock on controller.lock, with its pid beside it."""
+
+    def __init__(self, state_dir: Path) -> None:
+        self.path = state_dir / "controller.lock"
+        self.pid_path = state_dir / "controller.pid"
+        self.fd: int | None = None
+
+    def acquire(self) -> None:
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise ControllerAlreadyRunning(
+                f"a controller is already running for {self.path.parent} (pid {running_controller_pid(self.path.parent)}); "
+                "stop it first (gk down, or Ctrl-C in its terminal)"
+            ) from None
+        self.fd = fd
+        self.pid_path.write_text(f"{os.getpid()}\n")
+
+    def release(self) -> None:
+        if self.fd is not None:
+            with contextlib.suppress(FileNotFoundError):
+                self.pid_path.unlink()
+            os.close(self.fd)
+            self.fd = None
+
+
+def running_controller_pid(state_dir: Path) -> int | None:
+    """The pid of the controller holding the lock, or None."""
+    lock = state_dir / "controller.lock"
+    if not lock.exists():
+        return None
+    fd = os.open(lock, os.O_RDWR)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        try:
+            return int((state_dir / "controller.pid").read_text().strip())
+        except (OSError, ValueError):
+            return -1
+    else:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        return None
+    finally:
+        os.close(fd)
+
+
+def remember_images(state_dir: Path, path: Path) -> None:
+    config = read_config(state_dir)
+    config["images"] = str(path.resolve())
+    state_dir.mkdir(parents=True, exist_ok=True)
+    (state_dir / "config.json").write_text(json.dumps(config, indent=2) + "\n")
+
+
+def read_config(state_dir: Path) -> dict[str, Any]:
+    try:
+        data = json.loads((state_dir / "config.json").read_text())
+        return data if isinstance(data, dict) else {}
+    except (OSError, ValueError):
+        return {}
+
+
+class EmbeddedController:
+    def __init__(
+        self,
+        state_dir: Path,
+        images: ImageMap,
+        clock: Callable[[], datetime] = utc_now,
+        resync_seconds: float = 30.0,
+    ) -> None:
+        self.state_dir = state_dir
+        self.images = images
+        self.clock = clock
+        self.resync_seconds = resync_seconds
+        self.manager: ControllerManager | None = None
+
+    async def run(self, stop: asyncio.Event | None = None) -> None:
+        lock = ControllerLock(self.state_dir)
+        lock.acquire()
+        state = SqliteState(self.state_dir)
+        try:
+            store = SqliteStore(state, resync_seconds=min(self.resync_seconds, 5.0))
+            kubelet = LocalKubelet(store, self.state_dir, self.images, clock=self.clock)
+            runtime = LocalRuntime(self.state_dir, self.images)
+            self.manager = ControllerManager(
+                store, runtime, self.clock, resync_seconds=self.resync_seconds, pod_listeners=[kubelet.enqueue]
+            )
+            log.info("controller started (state %s, pid %d)", self.state_dir.resolve(), os.getpid())
+            tasks = [
+                asyncio.create_task(kubelet.run(), name="kubelet"),
+                asyncio.create_task(self.manager.run(), name="manager"),
+            ]
+            waiters: list[asyncio.Future[Any]] = list(tasks)
+            if stop is not None:
+                waiters.append(asyncio.ensure_future(stop.wait()))
+            done, _ = await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            for task in done:
+                if task in tasks and not task.cancelled() and task.exception() is not None:
+                    raise task.exception()  # type: ignore[misc]
+            log.info("controller stopped; game servers keep running")
+        finally:
+            state.close()
+            lock.release()
+
+
+def stop_controller(state_dir: Path, timeout: float = 10.0) -> bool:
+    pid = running_controller_pid(state_dir)
+    if pid is None or pid <= 0:
+        return False
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and running_controller_pid(state_dir) is not None:
+        time.sleep(0.1)
+    if running_controller_pid(state_dir) is not None:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    return True
+
+
+def stop_game_servers(state: SqliteState, grace: float = 10.0) -> list[str]:
+    """Stop every container process of every pod record (used by `gk down`, without a controller)."""
+    pods = state.list("Pod")
+    groups: list[int] = []
+    for pod in pods:
+        for cs in (pod.get("status") or {}).get("containerStatuses") or []:
+            parsed = parse_container_id(cs.get("containerID"))
+            if parsed and alive(cs.get("containerID")):
+                groups.append(parsed[0])
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.killpg(parsed[0], signal.SIGTERM)
+    deadline = time.monotonic() + grace
+    while time.monotonic() < deadline and any(_pid_alive(p) for p in groups):
+        time.sleep(0.1)
+    for pid in groups:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(pid, signal.SIGKILL)
+    root = state.state_dir / "pods"
+    if root.exists():
+        kill_processes_under(root)
+        shutil.rmtree(root, ignore_errors=True)
+    return [p["metadata"]["name"] for p in pods]
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    with contextlib.suppress(OSError):
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            if f.read().rsplit(b")", 1)[1].split()[0] == b"Z":
+                return False
+    return True

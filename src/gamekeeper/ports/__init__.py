@@ -1,0 +1,1 @@
+"""Ports: the interfaces controllers are written against; adapters implement them."""

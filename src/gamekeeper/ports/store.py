@@ -1,0 +1,95 @@
+"""The Store port: what the controllers need from a Kubernetes-like API, and nothing more.
+
+Objects are Kubernetes-shaped dicts. Every write is compare-and-swap on `metadata.resourceVersion` when the
+caller passes one, and atomic (read-modify-write in one transaction) otherwise. Deleting an object whose
+`finalizers` are not empty only marks it (`deletionTimestamp`); removing its last finalizer removes it, and
+its dependents (ownerReferences) go with it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+Obj = dict[str, Any]
+
+
+class StoreError(Exception):
+    pass
+
+
+class NotFound(StoreError):
+    pass
+
+
+class Conflict(StoreError):
+    """The object changed since it was read (stale resourceVersion) or already exists."""
+
+
+class AlreadyExists(Conflict):
+    pass
+
+
+@dataclass(frozen=True)
+class Change:
+    resource_version: int
+    kind: str
+    namespace: str
+    name: str
+    type: str  # ADDED, MODIFIED, DELETED
+
+
+@dataclass(frozen=True)
+class EventRecord:
+    namespace: str
+    kind: str
+    name: str
+    type: str
+    reason: str
+    message: str
+    count: int
+    first_timestamp: str
+    last_timestamp: str
+    source: str
+    resource_version: int
+
+
+class Store(Protocol):
+    async def get(self, kind: str, namespace: str, name: str) -> Obj | None: ...
+
+    async def list(
+        self, kind: str, namespace: str | None = None, labels: Mapping[str, str] | None = None
+    ) -> list[Obj]: ...
+
+    async def create(self, obj: Obj) -> Obj: ...
+
+    async def replace(self, obj: Obj) -> Obj:
+        """Write the whole object; requires metadata.resourceVersion to match (409 otherwise)."""
+        ...
+
+    async def patch(
+        self,
+        kind: str,
+        namespace: str,
+        name: str,
+        patch: Mapping[str, Any],
+        resource_version: str | None = None,
+        subresource: str | None = None,
+    ) -> Obj:
+        """JSON merge patch (RFC 7386). `subresource='status'` changes only status; otherwise status is kept."""
+        ...
+
+    async def delete(self, kind: str, namespace: str, name: str, resource_version: str | None = None) -> None: ...
+
+    async def record_event(
+        self, involved: Obj, type: str, reason: str, message: str, source: str = "gamekeeper"
+    ) -> None: ...
+
+    async def list_events(
+        self, namespace: str | None = None, kind: str | None = None, name: str | None = None
+    ) -> list[EventRecord]: ...
+
+    def watch(self, kinds: set[str] | None = None) -> AsyncIterator[Change]:
+        """Changes after the moment of the call, in order; the first item may be a resync marker."""
+        ...

@@ -1,0 +1,633 @@
+"""Embedded runtime: each container of a pod record runs as a supervised local process (a tiny kubelet).
+
+- Working directory: a copy of the image directory, `<state>/pods/<ns>/<pod>/<container>/`, kept across
+  restarts of the container (like a container's writable layer) and removed with the pod.
+- Process: `/bin/sh` runs the entrypoint as its child in a new session (so Ctrl-C or a crash of the
+  controller never reaches it) and writes the child's exit code to a file, so a restarted controller learns
+  how a process it did not start has ended. The container ID `local://<pid>-<starttime>` identifies the
+  process by pid *and* kernel start time, so a re-used pid is never mistaken for the game server.
+- Restarts follow the pod's restartPolicy with kubelet's back-off (10 s doubling to 5 min, reset after 10 min
+  of running).
+- Deletion: SIGTERM to the process group, SIGKILL after the grace period, then any process still working
+  in the pod's directories (a daemon that left the group, such as a detached player client) is killed too.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import shutil
+import signal
+import socket
+import subprocess
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from gamekeeper.api.times import format_time
+from gamekeeper.runtime.images import ImageMap, UnknownImage
+from gamekeeper.ports.runtime import ContainerNotRunning, ExecResult
+from gamekeeper.ports.store import Conflict, NotFound, Obj, Store
+
+log = logging.getLogger("gamekeeper.kubelet")
+
+FINALIZER = "gamekeeper.io/local-runtime"
+BACKOFF_START = 10.0
+BACKOFF_MAX = 300.0
+BACKOFF_RESET_AFTER = 600.0
+
+_WRAPPER = r"""
+"$@" &
+child=$!
+trap 'kill -TERM "$child" 2>/dev/null' TERM
+trap 'kill -INT "$child" 2>/dev/null' INT
+trap 'kill -HUP "$child" 2>/dev/null' HUP
+wait "$child"; code=$?
+while kill -0 "$child" 2>/dev/null; do wait "$child"; code=$?; done
+printf '%s\n' "$code" > "$GK_EXIT_FILE.tmp" && mv "$GK_EXIT_FILE.tmp" "$GK_EXIT_FILE"
+exit "$code"
+"""
+
+
+def process_start_time(pid: int) -> int | None:
+    """Kernel start time (clock ticks after boot) of a live process, or None."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            data = f.read()
+    except OSError:
+        return None
+    # The command name may contain spaces and parentheses: split after the last ')'.
+    fields = data[data.rindex(b")") + 2 :].split()
+    if fields[0] == b"Z":
+        return None
+    return int(fields[19])
+
+
+def container_id(pid: int, start: int) -> str:
+    return f"local://{pid}-{start}"
+
+
+def parse_container_id(cid: str | None) -> tuple[int, int] | None:
+    if not cid or not cid.startswith("local://"):
+        return None
+    pid, _, start = cid.removeprefix("local://").partition("-")
+    try:
+        return int(pid), int(start)
+    except ValueError:
+        return None
+
+
+def alive(cid: str | None) -> bool:
+    parsed = parse_container_id(cid)
+    return parsed is not None and process_start_time(parsed[0]) == parsed[1]
+
+
+def pod_dir(state_dir: Path, namespace: str, name: str) -> Path:
+    return state_dir / "pods" / namespace / name
+
+
+def pod_container(pod: Mapping[str, Any], name: str | None) -> dict[str, Any]:
+    containers: list[dict[str, Any]] = pod["spec"]["containers"]
+    if name is None:
+        return containers[0]
+    for c in containers:
+        if c["name"] == name:
+            return c
+    names = ", ".join(c["name"] for c in containers)
+    raise ContainerNotRunning(f'container "{name}" not found in pod {pod["metadata"]["name"]} (containers: {names})')
+
+
+@dataclass
+class LocalPaths:
+    state_dir: Path
+
+    def workdir(self, pod: Mapping[str, Any], container: str) -> Path:
+        meta = pod["metadata"]
+        return pod_dir(self.state_dir, meta["namespace"], meta["name"]) / container
+
+    def log_file(self, pod: Mapping[str, Any], container: str) -> Path:
+        meta = pod["metadata"]
+        return pod_dir(self.state_dir, meta["namespace"], meta["name"]) / f"{container}.log"
+
+    def exit_file(self, pod: Mapping[str, Any], container: str) -> Path:
+        meta = pod["metadata"]
+        return pod_dir(self.state_dir, meta["namespace"], meta["name"]) / f".{container}.exit"
+
+
+def container_environment(pod: Mapping[str, Any], container: Mapping[str, Any], images: ImageMap) -> dict[str, str]:
+    """The process environment: ours (PATH, HOME…), the image's defaults, the template's env, downward API."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GK_")}
+    image = images.resolve(container.get("image") or "")
+    env.update(image.env)
+    meta = pod["metadata"]
+    env.update({
+        "POD_NAME": meta["name"],
+        "POD_NAMESPACE": meta["namespace"],
+        "POD_IP": "127.0.0.1",
+        "HOSTNAME": meta["name"],
+    })
+    for var in container.get("env") or []:
+        if "value" in var:
+            env[var["name"]] = var["value"]
+        elif "valueFrom" in var:
+            ref = (var["valueFrom"] or {}).get("fieldRef", {}).get("fieldPath", "")
+            value = {
+                "metadata.name": meta["name"],
+                "metadata.namespace": meta["namespace"],
+                "metadata.uid": meta.get("uid", ""),
+                "status.podIP": "127.0.0.1",
+                "status.hostIP": "127.0.0.1",
+                "spec.nodeName": socket.gethostname(),
+            }.get(ref)
+            if ref.startswith("metadata.labels['"):
+                value = (meta.get("labels") or {}).get(ref[len("metadata.labels['") : -2])
+            if value is not None:
+                env[var["name"]] = value
+        else:
+            env[var["name"]] = ""
+    return env
+
+
+def entrypoint(container: Mapping[str, Any], images: ImageMap) -> list[str]:
+    """Kubernetes rules: `command` replaces ENTRYPOINT (and drops CMD), `args` replaces CMD."""
+    image = images.resolve(container.get("image") or "")
+    if container.get("command"):
+        return [*container["command"], *(container.get("args") or [])]
+    args = container["args"] if container.get("args") is not None else image.args
+    argv = [*image.command, *args]
+    if not argv:
+        raise UnknownImage(f"image {image.reference!r} has no command in the image map and the container sets none")
+    return argv
+
+
+async def run_with_timeout(
+    argv: Sequence[str], cwd: Path, env: Mapping[str, str], timeout: float
+) -> ExecResult:
+    """Run a command in its own session; at the timeout kill its whole process group (no zombies left)."""
+    proc = await asyncio.create_subprocess_exec(
+        *argv,
+        cwd=str(cwd),
+        env=dict(env),
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
+    )
+    try:
+        stdout, stderr = await asyncio.wait_for(proc.communicate(), timeout)
+    except TimeoutError:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(proc.wait(), 5)
+        return ExecResult(-1, b"", f"command timed out after {timeout:g}s".encode(), timed_out=True)
+    finally:
+        if proc.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+    # A probe's stray background children would otherwise outlive it.
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(proc.pid, signal.SIGKILL)
+    return ExecResult(proc.returncode if proc.returncode is not None else -1, stdout, stderr)
+
+
+class LocalRuntime:
+    """Runtime port for embedded mode: exec runs in the container's directory and environment."""
+
+    def __init__(self, state_dir: Path, images: ImageMap) -> None:
+        self.paths = LocalPaths(state_dir)
+        self.images = images
+
+    def exec_context(self, pod: Mapping[str, Any], container: str | None) -> tuple[Path, dict[str, str]]:
+        spec = pod_container(pod, container)
+        status = next(
+            (s for s in (pod.get("status") or {}).get("containerStatuses") or [] if s["name"] == spec["name"]),
+            None,
+        )
+        if status is None or "running" not in (status.get("state") or {}):
+            raise ContainerNotRunning(f'container {spec["name"]} of {pod["metadata"]["name"]} is not running')
+        workdir = self.paths.workdir(pod, spec["name"])
+        cwd = workdir / spec["workingDir"].lstrip("/") if spec.get("workingDir") else workdir
+        return cwd, container_environment(pod, spec, self.images)
+
+    async def exec(
+        self, pod: dict[str, Any], container: str, command: Sequence[str], timeout: float
+    ) -> ExecResult:
+        cwd, env = self.exec_context(pod, container or None)
+        return await run_with_timeout(command, cwd, env, timeout)
+
+
+@dataclass
+class _Container:
+    name: str
+    cid: str | None = None
+    started_at: str | None = None
+    restart_count: int = 0
+    last_state: dict[str, Any] = field(default_factory=dict)
+    terminated: dict[str, Any] | None = None
+    waiting: dict[str, Any] | None = None
+    backoff: float = 0.0
+    retry_at: float = 0.0
+    started_mono: float = 0.0
+    pidfd: int | None = None
+    child: subprocess.Popen[bytes] | None = None
+
+
+@dataclass
+class _Pod:
+    namespace: str
+    name: str
+    uid: str
+    containers: dict[str, _Container] = field(default_factory=dict)
+    start_time: str | None = None
+    stopping: bool = False
+
+
+class LocalKubelet:
+    """Keeps each pod record's containers running as local processes and reports pod status to the store."""
+
+    def __init__(
+        self,
+        store: Store,
+        state_dir: Path,
+        images: ImageMap,
+        clock: Callable[[], datetime] | None = None,
+        backoff_start: float = BACKOFF_START,
+    ) -> None:
+        self.store = store
+        self.paths = LocalPaths(state_dir)
+        self.images = images
+        self.clock = clock or (lambda: datetime.now(UTC))
+        self.backoff_start = backoff_start
+        self.pods: dict[tuple[str, str], _Pod] = {}
+        self._queue: asyncio.Queue[tuple[str, str]] = asyncio.Queue()
+        self._queued: set[tuple[str, str]] = set()
+        self._tasks: set[asyncio.Task[Any]] = set()
+
+    # -- driving ------------------------------------------------------------------------------------------
+
+    def enqueue(self, namespace: str, name: str) -> None:
+        key = (namespace, name)
+        if key not in self._queued:
+            self._queued.add(key)
+            self._queue.put_nowait(key)
+
+    async def resync(self) -> None:
+        for pod in await self.store.list("Pod"):
+            self.enqueue(pod["metadata"]["namespace"], pod["metadata"]["name"])
+        for key in list(self.pods):
+            self.enqueue(*key)
+
+    async def run(self) -> None:
+        await self.resync()
+        while True:
+            key = await self._queue.get()
+            self._queued.discard(key)
+            try:
+                await self.sync_pod(*key)
+            except Conflict:
+                self.enqueue(*key)
+            except Exception:
+                log.exception("syncing pod %s/%s failed", *key)
+                loop = asyncio.get_running_loop()
+                loop.call_later(2.0, self.enqueue, *key)
+
+    # -- one pod ------------------------------------------------------------------------------------------
+
+    async def sync_pod(self, namespace: str, name: str) -> None:
+        pod = await self.store.get("Pod", namespace, name)
+        key = (namespace, name)
+        state = self.pods.get(key)
+        if pod is None:
+            if state is not None:
+                await self._stop_all(state, grace=0)
+                self.pods.pop(key, None)
+            return
+        meta = pod["metadata"]
+        if state is not None and state.uid != meta["uid"]:
+            await self._stop_all(state, grace=0)
+            state = None
+        if state is None:
+            state = self._adopt(pod)
+            self.pods[key] = state
+        if meta.get("deletionTimestamp"):
+            await self._terminate(pod, state)
+            return
+        if FINALIZER not in (meta.get("finalizers") or []):
+            pod = await self.store.patch(
+                "Pod", namespace, name,
+                {"metadata": {"finalizers": [*(meta.get("finalizers") or []), FINALIZER]}},
+                resource_version=meta["resourceVersion"],
+            )
+        policy = pod["spec"].get("restartPolicy") or "Always"
+        now_mono = asyncio.get_running_loop().time()
+        for spec in pod["spec"]["containers"]:
+            c = state.containers.setdefault(spec["name"], _Container(spec["name"]))
+            if c.cid and alive(c.cid):
+                continue
+            if c.cid:  # it ended while nobody was watching (or just now)
+                self._record_exit(pod, c)
+            if c.terminated is not None and not self._may_restart(policy, c.terminated.get("exitCode", 1)):
+                continue
+            if c.terminated is not None and now_mono < c.retry_at:
+                c.waiting = {
+                    "reason": "CrashLoopBackOff",
+                    "message": f"back-off {c.backoff:g}s restarting failed container={c.name} pod={name}",
+                }
+                asyncio.get_running_loop().call_later(c.retry_at - now_mono + 0.05, self.enqueue, namespace, name)
+                continue
+            try:
+                self._start(pod, spec, c)
+            except (UnknownImage, OSError) as err:
+                c.waiting = {"reason": "ErrImageNeverPull" if isinstance(err, UnknownImage) else "RunContainerError",
+                             "message": str(err)}
+                asyncio.get_running_loop().call_later(10.0, self.enqueue, namespace, name)
+        await self._report(pod, state)
+
+    @staticmethod
+    def _may_restart(policy: str, exit_code: int) -> bool:
+        return policy == "Always" or (policy == "OnFailure" and exit_code != 0)
+
+    def _adopt(self, pod: Obj) -> _Pod:
+        """Rebuild what we know from the pod's status; live processes are re-adopted, never started twice."""
+        meta = pod["metadata"]
+        status = pod.get("status") or {}
+        state = _Pod(meta["namespace"], meta["name"], meta["uid"], start_time=status.get("startTime"))
+        for cs in status.get("containerStatuses") or []:
+            c = _Container(cs["name"], restart_count=cs.get("restartCount", 0), last_state=cs.get("lastState") or {})
+            running = (cs.get("state") or {}).get("running")
+            if running and alive(cs.get("containerID")):
+                c.cid = cs["containerID"]
+                c.started_at = running.get("startedAt")
+                c.started_mono = asyncio.get_running_loop().time()
+                self._watch_exit(c)
+                log.info("adopted container %s of %s (%s)", c.name, meta["name"], c.cid)
+            elif running:
+                # It ended while no controller was running: remember how, from the wrapper's exit file.
+                c.cid = cs.get("containerID")
+                c.started_at = running.get("startedAt")
+            else:
+                c.terminated = (cs.get("state") or {}).get("terminated")
+            state.containers[c.name] = c
+        return state
+
+    def _start(self, pod: Obj, spec: Mapping[str, Any], c: _Container) -> None:
+        image = self.images.resolve(spec.get("image") or "")
+        argv = entrypoint(spec, self.images)
+        workdir = self.paths.workdir(pod, c.name)
+        if not workdir.exists():
+            workdir.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copytree(image.directory, workdir, symlinks=True)
+        cwd = workdir / spec["workingDir"].lstrip("/") if spec.get("workingDir") else workdir
+        cwd.mkdir(parents=True, exist_ok=True)
+        exit_file = self.paths.exit_file(pod, c.name)
+        with contextlib.suppress(FileNotFoundError):
+            exit_file.unlink()
+        env = container_environment(pod, spec, self.images)
+        env["GK_EXIT_FILE"] = str(exit_file)
+        log_path = self.paths.log_file(pod, c.name)
+        with open(log_path, "ab") as log_file:
+            proc = subprocess.Popen(
+                ["/bin/sh", "-c", _WRAPPER, "gk-container", *argv],
+                cwd=str(cwd),
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=log_file,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                close_fds=True,
+            )
+        start = process_start_time(proc.pid)
+        c.child = proc
+        c.cid = container_id(proc.pid, start or 0)
+        c.started_at = format_time(self.clock())
+        c.started_mono = asyncio.get_running_loop().time()
+        if c.terminated is not None:
+            c.last_state = {"terminated": c.terminated}
+            c.restart_count += 1
+        c.terminated = None
+        c.waiting = None
+        self._watch_exit(c)
+        log.info("started container %s of %s: pid %d: %s", c.name, pod["metadata"]["name"], proc.pid, argv)
+
+    def _watch_exit(self, c: _Container) -> None:
+        parsed = parse_container_id(c.cid)
+        if parsed is None:
+            return
+        try:
+            fd = os.pidfd_open(parsed[0])
+        except ProcessLookupError:
+            return
+        c.pidfd = fd
+        loop = asyncio.get_running_loop()
+        key = next((k for k, p in self.pods.items() if c in p.containers.values()), None)
+
+        def on_exit() -> None:
+            loop.remove_reader(fd)
+            os.close(fd)
+            c.pidfd = None
+            if c.child is not None:
+                c.child.poll()
+            owner = key or next((k for k, p in self.pods.items() if c in p.containers.values()), None)
+            if owner is not None:
+                self.enqueue(*owner)
+
+        loop.add_reader(fd, on_exit)
+
+    def _record_exit(self, pod: Obj, c: _Container) -> None:
+        code: int | None = None
+        if c.child is not None:
+            code = c.child.poll()
+            if code is None:
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    code = c.child.wait(timeout=1)
+        exit_file = self.paths.exit_file(pod, c.name)
+        with contextlib.suppress(OSError, ValueError):
+            code = int(exit_file.read_text().strip())
+        if code is None:
+            code = 255
+        elif code < 0:
+            code = 128 - code
+        now = asyncio.get_running_loop().time()
+        ran = now - c.started_mono if c.started_mono else 0.0
+        c.backoff = self.backoff_start if (c.backoff == 0 or ran > BACKOFF_RESET_AFTER) else min(
+            c.backoff * 2, BACKOFF_MAX
+        )
+        c.retry_at = now + c.backoff
+        c.terminated = {
+            "exitCode": code,
+            "reason": "Completed" if code == 0 else "Error",
+            "startedAt": c.started_at,
+            "finishedAt": format_time(self.clock()),
+            "containerID": c.cid,
+        }
+        log.warning("container %s of %s exited with code %d", c.name, pod["metadata"]["name"], code)
+        c.cid, c.child = None, None
+
+    # -- stopping -----------------------------------------------------------------------------------------
+
+    async def _terminate(self, pod: Obj, state: _Pod) -> None:
+        if state.stopping:
+            return
+        state.stopping = True
+        grace = pod["spec"].get("terminationGracePeriodSeconds")
+        await self._stop_all(state, grace=30 if grace is None else grace)
+        with contextlib.suppress(OSError):
+            shutil.rmtree(pod_dir(self.paths.state_dir, state.namespace, state.name))
+        self.pods.pop((state.namespace, state.name), None)
+        meta = pod["metadata"]
+        finalizers = [f for f in meta.get("finalizers") or [] if f != FINALIZER]
+        with contextlib.suppress(NotFound):
+            current = await self.store.get("Pod", state.namespace, state.name)
+            if current is not None and current["metadata"]["uid"] == state.uid:
+                await self.store.patch(
+                    "Pod", state.namespace, state.name, {"metadata": {"finalizers": finalizers or None}}
+                )
+
+    async def _stop_all(self, state: _Pod, grace: float) -> None:
+        pids = []
+        for c in state.containers.values():
+            parsed = parse_container_id(c.cid)
+            if parsed and alive(c.cid):
+                pids.append(parsed[0])
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.killpg(parsed[0], signal.SIGTERM)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + grace
+        while pids and loop.time() < deadline and any(process_start_time(p) is not None for p in pids):
+            for c in state.containers.values():
+                if c.child is not None:
+                    c.child.poll()
+            await asyncio.sleep(0.1)
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(pid, signal.SIGKILL)
+        for c in state.containers.values():
+            if c.pidfd is not None:
+                with contextlib.suppress(Exception):
+                    loop.remove_reader(c.pidfd)
+                    os.close(c.pidfd)
+                c.pidfd = None
+            if c.child is not None:
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    c.child.wait(timeout=2)
+        kill_processes_under(pod_dir(self.paths.state_dir, state.namespace, state.name))
+
+    # -- status -------------------------------------------------------------------------------------------
+
+    async def _report(self, pod: Obj, state: _Pod) -> None:
+        statuses = []
+        all_running, any_started = True, False
+        for spec in pod["spec"]["containers"]:
+            c = state.containers.get(spec["name"]) or _Container(spec["name"])
+            if c.cid:
+                cstate: dict[str, Any] = {"running": {"startedAt": c.started_at}}
+                any_started = True
+            elif c.waiting is not None:
+                cstate = {"waiting": c.waiting}
+                all_running = False
+            elif c.terminated is not None:
+                cstate = {"terminated": c.terminated}
+                all_running = False
+            else:
+                cstate = {"waiting": {"reason": "ContainerCreating"}}
+                all_running = False
+            if c.restart_count or c.terminated is not None:
+                any_started = True
+            entry: dict[str, Any] = {
+                "name": spec["name"],
+                "image": spec.get("image", ""),
+                "ready": bool(c.cid),
+                "started": bool(c.cid),
+                "restartCount": c.restart_count,
+                "state": cstate,
+            }
+            if c.cid:
+                entry["containerID"] = c.cid
+            if c.last_state:
+                entry["lastState"] = c.last_state
+            statuses.append(entry)
+        policy = pod["spec"].get("restartPolicy") or "Always"
+        terminated = [c.terminated for c in state.containers.values() if c.cid is None and c.terminated]
+        if not any_started:
+            phase = "Pending"
+        elif policy != "Always" and len(terminated) == len(pod["spec"]["containers"]) and not any(
+            self._may_restart(policy, t.get("exitCode", 1)) for t in terminated
+        ):
+            phase = "Succeeded" if all(t.get("exitCode") == 0 for t in terminated) else "Failed"
+        else:
+            phase = "Running"
+        if state.start_time is None:
+            state.start_time = format_time(self.clock())
+        ready = "True" if all_running and phase == "Running" else "False"
+        old_status = pod.get("status") or {}
+        old_conditions = {c["type"]: c for c in old_status.get("conditions") or []}
+        ours = {
+            "PodScheduled": "True",
+            "Initialized": "True",
+            "ContainersReady": ready,
+            "Ready": ready,
+        }
+        stamp = format_time(self.clock())
+        conditions = []
+        for ctype, cstatus in ours.items():
+            old = old_conditions.get(ctype)
+            if old is not None and old.get("status") == cstatus:
+                conditions.append(old)
+            else:
+                conditions.append({"type": ctype, "status": cstatus, "lastTransitionTime": stamp})
+        new_status = {
+            "phase": phase,
+            "hostIP": "127.0.0.1",
+            "podIP": "127.0.0.1",
+            "startTime": state.start_time,
+            "containerStatuses": statuses,
+        }
+        # Conditions of other writers (probe results) are kept as they are.
+        merged_conditions = conditions + [c for t, c in old_conditions.items() if t not in ours]
+        if all(old_status.get(k) == v for k, v in new_status.items()) and old_status.get("conditions") == (
+            merged_conditions
+        ):
+            return
+        await self._write_status(pod, new_status, conditions, set(ours))
+
+    async def _write_status(
+        self, pod: Obj, new_status: dict[str, Any], conditions: list[dict[str, Any]], owned: set[str]
+    ) -> None:
+        meta = pod["metadata"]
+        for _ in range(10):
+            current = await self.store.get("Pod", meta["namespace"], meta["name"])
+            if current is None or current["metadata"]["uid"] != meta["uid"]:
+                return
+            others = [c for c in (current.get("status") or {}).get("conditions") or [] if c["type"] not in owned]
+            status = {**new_status, "conditions": conditions + others}
+            try:
+                await self.store.patch(
+                    "Pod", meta["namespace"], meta["name"], {"status": status},
+                    resource_version=current["metadata"]["resourceVersion"], subresource="status",
+                )
+                return
+            except Conflict:
+                continue
+
+
+def kill_processes_under(directory: Path) -> int:
+    """Kill every process whose working directory is inside `directory` (strays that left the group)."""
+    root = str(directory.resolve())
+    killed = 0
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            cwd = os.readlink(f"/proc/{entry.name}/cwd")
+        except OSError:
+            continue
+        if cwd == root or cwd.startswith(root + os.sep):
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(int(entry.name), signal.SIGKILL)
+                killed += 1
+    return killed

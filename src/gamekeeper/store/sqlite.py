@@ -1,0 +1,440 @@
+"""The embedded store: SQLite in WAL mode under the state directory.
+
+One global, monotonically increasing resourceVersion; every write runs in a `BEGIN IMMEDIATE` transaction,
+so two `gk` processes racing are serialised by SQLite and a stale resourceVersion is refused (Conflict)
+instead of overwriting. Watchers are woken without polling: each watcher binds a Unix datagram socket in
+`<state>/watch/`, and every committed write sends one byte to each of them; the watcher then reads the
+`changes` table from where it left off.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import copy
+import json
+import os
+import socket
+import sqlite3
+import uuid
+from collections.abc import AsyncIterator, Iterator, Mapping
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from gamekeeper.api.times import format_time
+from gamekeeper.ports.store import AlreadyExists, Change, Conflict, EventRecord, NotFound, Obj
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS objects (
+    kind TEXT NOT NULL, namespace TEXT NOT NULL, name TEXT NOT NULL,
+    uid TEXT NOT NULL, rv INTEGER NOT NULL, body TEXT NOT NULL,
+    PRIMARY KEY (kind, namespace, name)
+);
+CREATE TABLE IF NOT EXISTS changes (
+    rv INTEGER PRIMARY KEY, kind TEXT NOT NULL, namespace TEXT NOT NULL, name TEXT NOT NULL, type TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS events (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, rv INTEGER NOT NULL,
+    namespace TEXT NOT NULL, kind TEXT NOT NULL, name TEXT NOT NULL, uid TEXT NOT NULL,
+    type TEXT NOT NULL, reason TEXT NOT NULL, message TEXT NOT NULL, count INTEGER NOT NULL,
+    first_ts TEXT NOT NULL, last_ts TEXT NOT NULL, source TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS events_object ON events (namespace, kind, name);
+CREATE TABLE IF NOT EXISTS counter (id INTEGER PRIMARY KEY CHECK (id = 1), rv INTEGER NOT NULL);
+INSERT OR IGNORE INTO counter (id, rv) VALUES (1, 0);
+"""
+
+CHANGES_KEPT = 50_000
+EVENTS_KEPT = 5_000
+STATUS_KINDS = {"GameServerSet", "GameServer", "Pod", "Workload"}
+
+
+def merge_patch(target: Any, patch: Any) -> Any:
+    """RFC 7386 JSON merge patch."""
+    if not isinstance(patch, Mapping):
+        return copy.deepcopy(patch)
+    result = dict(target) if isinstance(target, Mapping) else {}
+    for key, value in patch.items():
+        if value is None:
+            result.pop(key, None)
+        else:
+            result[key] = merge_patch(result.get(key), value)
+    return result
+
+
+def _now() -> str:
+    return format_time(datetime.now(UTC))
+
+
+class SqliteState:
+    """Synchronous access to one state directory (used by the CLI directly, and by SqliteStore)."""
+
+    def __init__(self, state_dir: Path, clock: Any = None) -> None:
+        self.state_dir = Path(state_dir)
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        self.watch_dir = self.state_dir / "watch"
+        self.watch_dir.mkdir(exist_ok=True)
+        self.path = self.state_dir / "state.db"
+        self._clock = clock or _now
+        self.writes = 0
+        self.db = sqlite3.connect(self.path, timeout=30, isolation_level=None, check_same_thread=False)
+        self.db.execute("PRAGMA journal_mode=WAL")
+        self.db.execute("PRAGMA synchronous=NORMAL")
+        self.db.execute("PRAGMA busy_timeout=30000")
+        self.db.executescript(SCHEMA)
+
+    def close(self) -> None:
+        self.db.close()
+
+    # -- transactions and notification -----------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def _tx(self) -> Iterator[None]:
+        self.db.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            raise
+        self.db.execute("COMMIT")
+        self.writes += 1
+        self.notify()
+
+    def notify(self) -> None:
+        """Wake every watcher (best effort; a dead watcher's socket is removed)."""
+        try:
+            entries = list(os.scandir(self.watch_dir))
+        except FileNotFoundError:
+            return
+        if not entries:
+            return
+        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+            sock.setblocking(False)
+            for entry in entries:
+                try:
+                    sock.sendto(b"!", entry.path)
+                except (ConnectionRefusedError, FileNotFoundError):
+                    with contextlib.suppress(OSError):
+                        os.unlink(entry.path)
+                except (BlockingIOError, OSError):
+                    # A full queue means the watcher already has a wake-up pending.
+                    pass
+
+    def _next_rv(self, kind: str, namespace: str, name: str, change: str) -> int:
+        (rv,) = self.db.execute("UPDATE counter SET rv = rv + 1 WHERE id = 1 RETURNING rv").fetchone()
+        self.db.execute(
+            "INSERT INTO changes (rv, kind, namespace, name, type) VALUES (?, ?, ?, ?, ?)",
+            (rv, kind, namespace, name, change),
+        )
+        if rv % 1000 == 0:
+            self.db.execute("DELETE FROM changes WHERE rv <= ?", (rv - CHANGES_KEPT,))
+        return int(rv)
+
+    # -- reads -------------------------------------------------------------------------------------------
+
+    def get(self, kind: str, namespace: str, name: str) -> Obj | None:
+        row = self.db.execute(
+            "SELECT body FROM objects WHERE kind = ? AND namespace = ? AND name = ?", (kind, namespace, name)
+        ).fetchone()
+        return json.loads(row[0]) if row else None
+
+    def list(self, kind: str, namespace: str | None = None, labels: Mapping[str, str] | None = None) -> list[Obj]:
+        if namespace is None:
+            rows = self.db.execute("SELECT body FROM objects WHERE kind = ? ORDER BY namespace, name", (kind,))
+        else:
+            rows = self.db.execute(
+                "SELECT body FROM objects WHERE kind = ? AND namespace = ? ORDER BY name", (kind, namespace)
+            )
+        out = [json.loads(r[0]) for r in rows]
+        if labels:
+            out = [
+                o for o in out
+                if all((o["metadata"].get("labels") or {}).get(k) == v for k, v in labels.items())
+            ]
+        return out
+
+    def current_rv(self) -> int:
+        return int(self.db.execute("SELECT rv FROM counter WHERE id = 1").fetchone()[0])
+
+    def changes_since(self, rv: int) -> tuple[list[Change], bool]:
+        """Changes after rv, and whether some were already pruned (the caller must re-list)."""
+        rows = self.db.execute(
+            "SELECT rv, kind, namespace, name, type FROM changes WHERE rv > ? ORDER BY rv", (rv,)
+        ).fetchall()
+        oldest = self.db.execute("SELECT MIN(rv) FROM changes").fetchone()[0]
+        expired = oldest is not None and rv + 1 < oldest and rv != 0
+        return [Change(*r) for r in rows], expired
+
+    # -- writes ------------------------------------------------------------------------------------------
+
+    def _stored(self, kind: str, namespace: str, name: str) -> Obj | None:
+        return self.get(kind, namespace, name)
+
+    def _write(self, obj: Obj, change: str) -> Obj:
+        meta = obj["metadata"]
+        rv = self._next_rv(obj["kind"], meta["namespace"], meta["name"], change)
+        meta["resourceVersion"] = str(rv)
+        self.db.execute(
+            "INSERT OR REPLACE INTO objects (kind, namespace, name, uid, rv, body) VALUES (?, ?, ?, ?, ?, ?)",
+            (obj["kind"], meta["namespace"], meta["name"], meta["uid"], rv, json.dumps(obj, sort_keys=True)),
+        )
+        return obj
+
+    def create(self, obj: Obj) -> Obj:
+        obj = copy.deepcopy(obj)
+        meta = obj.setdefault("metadata", {})
+        meta.setdefault("namespace", "default")
+        with self._tx():
+            if self._stored(obj["kind"], meta["namespace"], meta["name"]) is not None:
+                raise AlreadyExists(f'{obj["kind"]} "{meta["name"]}" already exists')
+            meta["uid"] = str(uuid.uuid4())
+            meta["generation"] = 1
+            meta["creationTimestamp"] = self._clock()
+            for key in ("resourceVersion", "deletionTimestamp"):
+                meta.pop(key, None)
+            return self._write(obj, "ADDED")
+
+    def replace(self, obj: Obj) -> Obj:
+        obj = copy.deepcopy(obj)
+        meta = obj["metadata"]
+        with self._tx():
+            old = self._stored(obj["kind"], meta["namespace"], meta["name"])
+            if old is None:
+                raise NotFound(f'{obj["kind"]} "{meta["name"]}" not found')
+            if meta.get("resourceVersion") != old["metadata"]["resourceVersion"]:
+                raise Conflict(
+                    f'{obj["kind"]} "{meta["name"]}" was modified (resourceVersion '
+                    f'{meta.get("resourceVersion")} is stale; now {old["metadata"]["resourceVersion"]})'
+                )
+            return self._finish_update(old, obj, keep_status=obj["kind"] in STATUS_KINDS)
+
+    def patch(
+        self,
+        kind: str,
+        namespace: str,
+        name: str,
+        patch: Mapping[str, Any],
+        resource_version: str | None = None,
+        subresource: str | None = None,
+    ) -> Obj:
+        with self._tx():
+            old = self._stored(kind, namespace, name)
+            if old is None:
+                raise NotFound(f'{kind} "{name}" not found')
+            expected = resource_version or (patch.get("metadata") or {}).get("resourceVersion")
+            if expected is not None and expected != old["metadata"]["resourceVersion"]:
+                raise Conflict(
+                    f'{kind} "{name}" was modified (resourceVersion {expected} is stale; '
+                    f'now {old["metadata"]["resourceVersion"]})'
+                )
+            if subresource == "status":
+                new = copy.deepcopy(old)
+                new["status"] = merge_patch(old.get("status") or {}, patch.get("status") or {})
+                if new == old:
+                    return old
+                return self._write(new, "MODIFIED")
+            new = merge_patch(old, patch)
+            new["metadata"]["resourceVersion"] = old["metadata"]["resourceVersion"]
+            return self._finish_update(old, new, keep_status=kind in STATUS_KINDS)
+
+    def _finish_update(self, old: Obj, new: Obj, keep_status: bool) -> Obj:
+        meta, old_meta = new["metadata"], old["metadata"]
+        for key in ("uid", "creationTimestamp", "namespace", "name"):
+            meta[key] = old_meta[key]
+        if old_meta.get("deletionTimestamp"):
+            meta["deletionTimestamp"] = old_meta["deletionTimestamp"]
+        else:
+            meta.pop("deletionTimestamp", None)
+        if keep_status:
+            if "status" in old:
+                new["status"] = old["status"]
+            else:
+                new.pop("status", None)
+        meta["generation"] = old_meta.get("generation", 1) + (1 if new.get("spec") != old.get("spec") else 0)
+        if new == old:
+            return old
+        if meta.get("deletionTimestamp") and not meta.get("finalizers"):
+            self._remove(new)
+            return new
+        return self._write(new, "MODIFIED")
+
+    def delete(self, kind: str, namespace: str, name: str, resource_version: str | None = None) -> None:
+        with self._tx():
+            old = self._stored(kind, namespace, name)
+            if old is None:
+                raise NotFound(f'{kind} "{name}" not found')
+            if resource_version is not None and resource_version != old["metadata"]["resourceVersion"]:
+                raise Conflict(f'{kind} "{name}" was modified')
+            self._delete(old)
+
+    def _delete(self, obj: Obj) -> None:
+        meta = obj["metadata"]
+        if meta.get("finalizers"):
+            if not meta.get("deletionTimestamp"):
+                meta["deletionTimestamp"] = self._clock()
+                self._write(obj, "MODIFIED")
+            return
+        self._remove(obj)
+
+    def _remove(self, obj: Obj) -> None:
+        meta = obj["metadata"]
+        self.db.execute(
+            "DELETE FROM objects WHERE kind = ? AND namespace = ? AND name = ?",
+            (obj["kind"], meta["namespace"], meta["name"]),
+        )
+        self._next_rv(obj["kind"], meta["namespace"], meta["name"], "DELETED")
+        # Garbage collection: dependents go with their owner (foreground order does not matter here).
+        uid = meta["uid"]
+        rows = self.db.execute(
+            "SELECT body FROM objects WHERE namespace = ? AND body LIKE ?", (meta["namespace"], f"%{uid}%")
+        ).fetchall()
+        for (body,) in rows:
+            dependent = json.loads(body)
+            owners = dependent["metadata"].get("ownerReferences") or []
+            if any(o.get("uid") == uid for o in owners):
+                self._delete(dependent)
+
+    # -- events -------------------------------------------------------------------------------------------
+
+    def record_event(
+        self, involved: Obj, type: str, reason: str, message: str, source: str = "gamekeeper"
+    ) -> None:
+        """Store an Event; a repeat of the same one (object, type, reason, message) bumps its count."""
+        meta = involved["metadata"]
+        now = self._clock()
+        key = (meta.get("namespace", "default"), involved["kind"], meta["name"])
+        with self._tx():
+            row = self.db.execute(
+                "SELECT id FROM events WHERE namespace = ? AND kind = ? AND name = ? AND type = ? AND reason = ?"
+                " AND message = ? AND uid = ? ORDER BY id DESC LIMIT 1",
+                (*key, type, reason, message, meta.get("uid", "")),
+            ).fetchone()
+            rv = self._next_rv("Event", key[0], key[2], "ADDED")
+            if row:
+                self.db.execute(
+                    "UPDATE events SET count = count + 1, last_ts = ?, rv = ? WHERE id = ?", (now, rv, row[0])
+                )
+            else:
+                self.db.execute(
+                    "INSERT INTO events (rv, namespace, kind, name, uid, type, reason, message, count, first_ts,"
+                    " last_ts, source) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 1, ?, ?, ?)",
+                    (rv, *key, meta.get("uid", ""), type, reason, message, now, now, source),
+                )
+                if rv % 500 == 0:
+                    self.db.execute(
+                        "DELETE FROM events WHERE id <= (SELECT MAX(id) FROM events) - ?", (EVENTS_KEPT,)
+                    )
+
+    def list_events(
+        self, namespace: str | None = None, kind: str | None = None, name: str | None = None, since_rv: int = 0
+    ) -> list[EventRecord]:
+        sql = (
+            "SELECT namespace, kind, name, type, reason, message, count, first_ts, last_ts, source, rv"
+            " FROM events WHERE rv > ?"
+        )
+        args: list[Any] = [since_rv]
+        for column, value in (("namespace", namespace), ("kind", kind), ("name", name)):
+            if value is not None:
+                sql += f" AND {column} = ?"
+                args.append(value)
+        rows = self.db.execute(sql + " ORDER BY rv", args).fetchall()
+        return [EventRecord(*r) for r in rows]
+
+
+class Waker:
+    """A Unix datagram socket in the watch directory; `wait()` returns when a write happened (or on timeout)."""
+
+    def __init__(self, watch_dir: Path) -> None:
+        self.path = watch_dir / f"{os.getpid()}-{uuid.uuid4().hex[:8]}.sock"
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.sock.bind(str(self.path))
+        self.sock.setblocking(False)
+
+    async def wait(self, timeout: float) -> None:
+        loop = asyncio.get_running_loop()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(loop.sock_recv(self.sock, 64), timeout)
+        # Drain: many writes collapse into one wake-up.
+        with contextlib.suppress(BlockingIOError, InterruptedError):
+            while True:
+                self.sock.recv(64)
+
+    def wait_blocking(self, timeout: float) -> None:
+        self.sock.settimeout(timeout)
+        with contextlib.suppress(TimeoutError, BlockingIOError):
+            self.sock.recv(64)
+        self.sock.setblocking(False)
+        with contextlib.suppress(BlockingIOError, InterruptedError):
+            while True:
+                self.sock.recv(64)
+
+    def close(self) -> None:
+        self.sock.close()
+        with contextlib.suppress(FileNotFoundError):
+            self.path.unlink()
+
+
+class SqliteStore:
+    """The Store port over SqliteState (async facade; SQLite calls are short and run inline)."""
+
+    def __init__(self, state: SqliteState, resync_seconds: float = 30.0) -> None:
+        self.state = state
+        self.resync_seconds = resync_seconds
+
+    async def get(self, kind: str, namespace: str, name: str) -> Obj | None:
+        return self.state.get(kind, namespace, name)
+
+    async def list(
+        self, kind: str, namespace: str | None = None, labels: Mapping[str, str] | None = None
+    ) -> list[Obj]:
+        return self.state.list(kind, namespace, labels)
+
+    async def create(self, obj: Obj) -> Obj:
+        return self.state.create(obj)
+
+    async def replace(self, obj: Obj) -> Obj:
+        return self.state.replace(obj)
+
+    async def patch(
+        self,
+        kind: str,
+        namespace: str,
+        name: str,
+        patch: Mapping[str, Any],
+        resource_version: str | None = None,
+        subresource: str | None = None,
+    ) -> Obj:
+        return self.state.patch(kind, namespace, name, patch, resource_version, subresource)
+
+    async def delete(self, kind: str, namespace: str, name: str, resource_version: str | None = None) -> None:
+        self.state.delete(kind, namespace, name, resource_version)
+
+    async def record_event(
+        self, involved: Obj, type: str, reason: str, message: str, source: str = "gamekeeper"
+    ) -> None:
+        self.state.record_event(involved, type, reason, message, source)
+
+    async def list_events(
+        self, namespace: str | None = None, kind: str | None = None, name: str | None = None
+    ) -> list[EventRecord]:
+        return self.state.list_events(namespace, kind, name)
+
+    async def watch(self, kinds: set[str] | None = None) -> AsyncIterator[Change]:
+        """Changes from now on. A Change of type RESYNC asks the consumer to re-list everything."""
+        waker = Waker(self.state.watch_dir)
+        try:
+            last = self.state.current_rv()
+            while True:
+                await waker.wait(self.resync_seconds)
+                changes, expired = self.state.changes_since(last)
+                if expired:
+                    yield Change(last, "*", "", "", "RESYNC")
+                for change in changes:
+                    last = change.resource_version
+                    if kinds is None or change.kind in kinds:
+                        yield change
+                if not changes:
+                    yield Change(last, "*", "", "", "TICK")
+        finally:
+            waker.close()
