@@ -87,7 +87,8 @@ class Fleet:
             wait_for(check, what, timeout)
         except AssertionError:
             summary = {n: (ops(g), state(g)) for n, g in last.items()}
-            raise AssertionError(f"timed out waiting for {what}; last: {summary}\n--- log:\n{self.log()[-4000:]}")
+            raise AssertionError(
+                f"timed out waiting for {what}; last: {summary}\n--- log:\n{self.log()[-4000:]}") from None
         return last
 
 

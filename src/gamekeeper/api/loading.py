@@ -76,7 +76,7 @@ _Yaml12Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _n
 def parse_yaml_documents(text: str, source: str) -> list[Any]:
     """All non-empty documents of a YAML stream; a syntax error names the line and column."""
     try:
-        docs = list(yaml.load_all(text, Loader=_Yaml12Loader))  # noqa: S506 - a SafeLoader subclass
+        docs = list(yaml.load_all(text, Loader=_Yaml12Loader))
     except yaml.MarkedYAMLError as err:
         mark = err.problem_mark or err.context_mark
         where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "?"

@@ -6,7 +6,6 @@ import asyncio
 import contextlib
 import json
 import logging
-import os
 import signal
 import subprocess
 import sys
@@ -22,7 +21,6 @@ from rich.live import Live
 from rich.text import Text
 
 from gamekeeper.api.loading import InvalidObject, LoadedObject, load_documents, validate_object
-from gamekeeper.api.models import GameServerSetSpec
 from gamekeeper.cli import printing
 from gamekeeper.cli.describe import describe_gs, describe_gss
 from gamekeeper.core.ordinals import reserve_id_problems
@@ -36,9 +34,10 @@ from gamekeeper.embedded.fleet import (
     stop_controller,
     stop_game_servers,
 )
+from gamekeeper.ports.runtime import ContainerNotRunning
 from gamekeeper.ports.store import Conflict, NotFound
 from gamekeeper.runtime.images import ImageMap, UnknownImage, find_image_map, load_image_map
-from gamekeeper.runtime.local import ContainerNotRunning, LocalPaths, LocalRuntime
+from gamekeeper.runtime.local import LocalPaths, LocalRuntime
 from gamekeeper.store.sqlite import SqliteState, Waker, merge_patch
 
 app = typer.Typer(
@@ -113,7 +112,7 @@ def _images(state_dir: Path, explicit: Path | None, near: list[Path], required: 
 
 
 def _check_images(obj: LoadedObject, images: ImageMap) -> list[str]:
-    problems = []
+    problems: list[str] = []
     if obj.kind != "GameServerSet":
         return problems
     for i, c in enumerate(obj.body["spec"]["gameServerTemplate"]["spec"]["containers"]):
@@ -339,7 +338,9 @@ def _gs_table(state: SqliteState, namespace: str | None, wide: bool, name: str |
     items.sort(key=lambda g: (g["metadata"]["namespace"], _natural(g["metadata"]["name"])))
     if not items:
         return "No resources found" + (f" in {namespace} namespace." if namespace else ".")
-    pods = {(p["metadata"]["namespace"], p["metadata"]["name"]): p for p in state.list("Pod", namespace)} if wide else {}
+    pods = {}
+    if wide:
+        pods = {(p["metadata"]["namespace"], p["metadata"]["name"]): p for p in state.list("Pod", namespace)}
     rows = [printing.gs_row(g, now, wide, pods.get((g["metadata"]["namespace"], g["metadata"]["name"])))
             for g in items]
     return printing.table(printing.GS_WIDE_HEADERS if wide else printing.GS_HEADERS, rows)
@@ -685,4 +686,3 @@ def main() -> None:
 if __name__ == "__main__":
     main()
 
-__all__ = ["GameServerSetSpec", "os"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Callable
 from datetime import datetime
@@ -37,18 +38,14 @@ class GameServerController:
 
         if pod is None:
             if gs is not None and (gs["metadata"].get("labels") or {}).get(GS_DELETING_KEY) == "true":
-                try:
+                with contextlib.suppress(NotFound):
                     await self.store.delete("GameServer", namespace, name)
-                except NotFound:
-                    pass
             return
         if gss is None:
             return
         if gs is None:
-            try:
+            with contextlib.suppress(AlreadyExists):
                 await self.store.create(new_game_server(pod, gss))
-            except AlreadyExists:
-                pass
             return
 
         now = self.clock()

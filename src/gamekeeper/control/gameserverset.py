@@ -9,6 +9,7 @@ the workload controller only carries it out.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -17,7 +18,6 @@ from datetime import datetime
 from typing import Any
 
 from gamekeeper.api.models import (
-    API_VERSION,
     GS_DELETING_KEY,
     GS_OPS_STATE_KEY,
     GS_STATE_KEY,
@@ -266,10 +266,8 @@ class WorkloadController:
             by_ordinal[ordinal] = pod
             if ordinal not in wanted and not pod["metadata"].get("deletionTimestamp"):
                 log.info("deleting pod %s/%s", namespace, pod["metadata"]["name"])
-                try:
+                with contextlib.suppress(NotFound):
                     await self.store.delete("Pod", namespace, pod["metadata"]["name"])
-                except NotFound:
-                    pass
         for ordinal in sorted(wanted - set(by_ordinal)):
             await self._create_pod(workload, ordinal)
         await self._sync_status(workload, [p for p in pods if index_from_name(p["metadata"]["name"]) in wanted])
@@ -284,7 +282,7 @@ class WorkloadController:
             TEMPLATE_HASH_LABEL: spec.get("templateHash", ""),
             "statefulset.kubernetes.io/pod-name": f"{meta['name']}-{ordinal}",
         }
-        pod = {
+        pod: dict[str, Any] = {
             "apiVersion": "v1",
             "kind": "Pod",
             "metadata": {
@@ -320,5 +318,3 @@ class WorkloadController:
                 subresource="status",
             )
 
-
-__all__ = ["API_VERSION", "GameServerSetController", "WorkloadController"]

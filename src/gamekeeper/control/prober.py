@@ -200,4 +200,4 @@ class Prober:
                 return
 
 
-__all__ = ["Any", "Prober", "ProbeStats"]
+__all__ = ["Any", "ProbeStats", "Prober"]

@@ -249,10 +249,7 @@ def pod_to_gs(
         "conditions": _conditions(status.get("conditions") or [], [_pod_normal(pod)], now),
     }
     compare = {k: v for k, v in status.items() if k != "lastTransitionTime"}
-    if compare == new_status:
-        status_out = None
-    else:
-        status_out = {**new_status, "lastTransitionTime": format_time(now)}
+    status_out = None if compare == new_status else {**new_status, "lastTransitionTime": format_time(now)}
     return GameServerSync(patch or None, status_out, outcome.events, outcome.acted)
 
 

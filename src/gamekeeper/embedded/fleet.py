@@ -56,7 +56,8 @@ class ControllerLock:
         except BlockingIOError:
             os.close(fd)
             raise ControllerAlreadyRunning(
-                f"a controller is already running for {self.path.parent} (pid {running_controller_pid(self.path.parent)}); "
+                f"a controller is already running for {self.path.parent} "
+                f"(pid {running_controller_pid(self.path.parent)}); "
                 "stop it first (gk down, or Ctrl-C in its terminal)"
             ) from None
         self.fd = fd
@@ -142,9 +143,10 @@ class EmbeddedController:
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
-            for task in done:
-                if task in tasks and not task.cancelled() and task.exception() is not None:
-                    raise task.exception()  # type: ignore[misc]
+            for finished in done:
+                error = None if finished.cancelled() else finished.exception()
+                if finished in tasks and error is not None:
+                    raise error
             log.info("controller stopped; game servers keep running")
         finally:
             state.close()
@@ -197,8 +199,7 @@ def _pid_alive(pid: int) -> bool:
         return False
     except PermissionError:
         return True
-    with contextlib.suppress(OSError):
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            if f.read().rsplit(b")", 1)[1].split()[0] == b"Z":
-                return False
+    with contextlib.suppress(OSError), open(f"/proc/{pid}/stat", "rb") as f:
+        if f.read().rsplit(b")", 1)[1].split()[0] == b"Z":
+            return False
     return True

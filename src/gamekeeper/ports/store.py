@@ -8,6 +8,7 @@ its dependents (ownerReferences) go with it.
 
 from __future__ import annotations
 
+import builtins
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -60,7 +61,7 @@ class Store(Protocol):
 
     async def list(
         self, kind: str, namespace: str | None = None, labels: Mapping[str, str] | None = None
-    ) -> list[Obj]: ...
+    ) -> builtins.list[Obj]: ...
 
     async def create(self, obj: Obj) -> Obj: ...
 
@@ -88,7 +89,7 @@ class Store(Protocol):
 
     async def list_events(
         self, namespace: str | None = None, kind: str | None = None, name: str | None = None
-    ) -> list[EventRecord]: ...
+    ) -> builtins.list[EventRecord]: ...
 
     def watch(self, kinds: set[str] | None = None) -> AsyncIterator[Change]:
         """Changes after the moment of the call, in order; the first item may be a resync marker."""

@@ -16,7 +16,6 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from gamekeeper.api.loading import InvalidObject, format_validation_error, parse_yaml_documents
@@ -112,5 +111,3 @@ def find_image_map(explicit: Path | None, near: list[Path], remembered: Path | N
         return remembered
     return None
 
-
-__all__ = ["IMAGES_ENV", "Image", "ImageMap", "UnknownImage", "find_image_map", "load_image_map", "yaml"]

@@ -29,9 +29,9 @@ from pathlib import Path
 from typing import Any
 
 from gamekeeper.api.times import format_time
-from gamekeeper.runtime.images import ImageMap, UnknownImage
 from gamekeeper.ports.runtime import ContainerNotRunning, ExecResult
 from gamekeeper.ports.store import Conflict, NotFound, Obj, Store
+from gamekeeper.runtime.images import ImageMap, UnknownImage
 
 log = logging.getLogger("gamekeeper.kubelet")
 
@@ -230,7 +230,7 @@ class _Container:
     last_state: dict[str, Any] = field(default_factory=dict)
     terminated: dict[str, Any] | None = None
     waiting: dict[str, Any] | None = None
-    backoff: float = 0.0
+    backoff: float = -1.0  # the last restart delay; -1 before the first restart
     retry_at: float = 0.0
     started_mono: float = 0.0
     pidfd: int | None = None
@@ -454,9 +454,13 @@ class LocalKubelet:
             code = 128 - code
         now = asyncio.get_running_loop().time()
         ran = now - c.started_mono if c.started_mono else 0.0
-        c.backoff = self.backoff_start if (c.backoff == 0 or ran > BACKOFF_RESET_AFTER) else min(
-            c.backoff * 2, BACKOFF_MAX
-        )
+        # As kubelet: the first restart is immediate, then 10 s doubling to 5 min; a long run resets it.
+        if c.backoff < 0 or ran > BACKOFF_RESET_AFTER:
+            c.backoff = 0.0
+        elif c.backoff == 0:
+            c.backoff = self.backoff_start
+        else:
+            c.backoff = min(c.backoff * 2, BACKOFF_MAX)
         c.retry_at = now + c.backoff
         c.terminated = {
             "exitCode": code,

@@ -10,6 +10,7 @@ instead of overwriting. Watchers are woken without polling: each watcher binds a
 from __future__ import annotations
 
 import asyncio
+import builtins
 import contextlib
 import copy
 import json
@@ -78,6 +79,7 @@ class SqliteState:
         self.path = self.state_dir / "state.db"
         self._clock = clock or _now
         self.writes = 0
+        self._dirty = False
         self.db = sqlite3.connect(self.path, timeout=30, isolation_level=None, check_same_thread=False)
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute("PRAGMA synchronous=NORMAL")
@@ -92,14 +94,16 @@ class SqliteState:
     @contextlib.contextmanager
     def _tx(self) -> Iterator[None]:
         self.db.execute("BEGIN IMMEDIATE")
+        self._dirty = False
         try:
             yield
         except BaseException:
             self.db.execute("ROLLBACK")
             raise
         self.db.execute("COMMIT")
-        self.writes += 1
-        self.notify()
+        if self._dirty:
+            self.writes += 1
+            self.notify()
 
     def notify(self) -> None:
         """Wake every watcher (best effort; a dead watcher's socket is removed)."""
@@ -122,6 +126,7 @@ class SqliteState:
                     pass
 
     def _next_rv(self, kind: str, namespace: str, name: str, change: str) -> int:
+        self._dirty = True
         (rv,) = self.db.execute("UPDATE counter SET rv = rv + 1 WHERE id = 1 RETURNING rv").fetchone()
         self.db.execute(
             "INSERT INTO changes (rv, kind, namespace, name, type) VALUES (?, ?, ?, ?, ?)",
@@ -139,7 +144,9 @@ class SqliteState:
         ).fetchone()
         return json.loads(row[0]) if row else None
 
-    def list(self, kind: str, namespace: str | None = None, labels: Mapping[str, str] | None = None) -> list[Obj]:
+    def list(
+        self, kind: str, namespace: str | None = None, labels: Mapping[str, str] | None = None
+    ) -> builtins.list[Obj]:
         if namespace is None:
             rows = self.db.execute("SELECT body FROM objects WHERE kind = ? ORDER BY namespace, name", (kind,))
         else:
@@ -157,7 +164,7 @@ class SqliteState:
     def current_rv(self) -> int:
         return int(self.db.execute("SELECT rv FROM counter WHERE id = 1").fetchone()[0])
 
-    def changes_since(self, rv: int) -> tuple[list[Change], bool]:
+    def changes_since(self, rv: int) -> tuple[builtins.list[Change], bool]:
         """Changes after rv, and whether some were already pruned (the caller must re-list)."""
         rows = self.db.execute(
             "SELECT rv, kind, namespace, name, type FROM changes WHERE rv > ? ORDER BY rv", (rv,)
@@ -231,7 +238,7 @@ class SqliteState:
             if subresource == "status":
                 new = copy.deepcopy(old)
                 new["status"] = merge_patch(old.get("status") or {}, patch.get("status") or {})
-                if new == old:
+                if new["status"] == (old.get("status") or {}):
                     return old
                 return self._write(new, "MODIFIED")
             new = merge_patch(old, patch)
@@ -328,12 +335,12 @@ class SqliteState:
 
     def list_events(
         self, namespace: str | None = None, kind: str | None = None, name: str | None = None, since_rv: int = 0
-    ) -> list[EventRecord]:
+    ) -> builtins.list[EventRecord]:
         sql = (
             "SELECT namespace, kind, name, type, reason, message, count, first_ts, last_ts, source, rv"
             " FROM events WHERE rv > ?"
         )
-        args: list[Any] = [since_rv]
+        args: builtins.list[Any] = [since_rv]
         for column, value in (("namespace", namespace), ("kind", kind), ("name", name)):
             if value is not None:
                 sql += f" AND {column} = ?"
@@ -387,7 +394,7 @@ class SqliteStore:
 
     async def list(
         self, kind: str, namespace: str | None = None, labels: Mapping[str, str] | None = None
-    ) -> list[Obj]:
+    ) -> builtins.list[Obj]:
         return self.state.list(kind, namespace, labels)
 
     async def create(self, obj: Obj) -> Obj:
@@ -417,7 +424,7 @@ class SqliteStore:
 
     async def list_events(
         self, namespace: str | None = None, kind: str | None = None, name: str | None = None
-    ) -> list[EventRecord]:
+    ) -> builtins.list[EventRecord]:
         return self.state.list_events(namespace, kind, name)
 
     async def watch(self, kinds: set[str] | None = None) -> AsyncIterator[Change]:

@@ -1,0 +1,170 @@
+"""The SQLite store: resourceVersions, compare-and-swap, no lost updates across processes, watch wake-ups."""
+
+from __future__ import annotations
+
+import asyncio
+import multiprocessing
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from gamekeeper.ports.store import AlreadyExists, Conflict, NotFound
+from gamekeeper.store.sqlite import SqliteState, SqliteStore, merge_patch
+
+
+def gss(name: str = "a") -> dict[str, Any]:
+    return {
+        "apiVersion": "game.kruise.io/v1alpha1",
+        "kind": "GameServerSet",
+        "metadata": {"name": name, "namespace": "default"},
+        "spec": {"replicas": 1, "gameServerTemplate": {"spec": {"containers": [{"name": "c", "image": "i"}]}}},
+    }
+
+
+def test_create_sets_server_fields_and_refuses_duplicates(tmp_path: Path) -> None:
+    state = SqliteState(tmp_path)
+    obj = state.create(gss())
+    meta = obj["metadata"]
+    assert meta["uid"] and meta["resourceVersion"] and meta["generation"] == 1 and meta["creationTimestamp"]
+    with pytest.raises(AlreadyExists):
+        state.create(gss())
+    assert (tmp_path / "state.db").exists()
+    assert state.db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+
+def test_stale_resource_version_is_a_conflict(tmp_path: Path) -> None:
+    state = SqliteState(tmp_path)
+    first = state.create(gss())
+    state.patch("GameServerSet", "default", "a", {"spec": {"replicas": 2}})
+    with pytest.raises(Conflict):
+        state.patch("GameServerSet", "default", "a", {"spec": {"replicas": 3}},
+                    resource_version=first["metadata"]["resourceVersion"])
+    stale = dict(first)
+    with pytest.raises(Conflict):
+        state.replace(stale)
+    assert state.get("GameServerSet", "default", "a")["spec"]["replicas"] == 2  # type: ignore[index]
+
+
+def test_generation_counts_spec_changes_only_and_status_is_separate(tmp_path: Path) -> None:
+    state = SqliteState(tmp_path)
+    state.create(gss())
+    state.patch("GameServerSet", "default", "a", {"metadata": {"labels": {"x": "y"}}})
+    assert state.get("GameServerSet", "default", "a")["metadata"]["generation"] == 1  # type: ignore[index]
+    state.patch("GameServerSet", "default", "a", {"spec": {"replicas": 4}, "status": {"hacked": True}})
+    obj = state.get("GameServerSet", "default", "a")
+    assert obj is not None and obj["metadata"]["generation"] == 2 and "status" not in obj
+    state.patch("GameServerSet", "default", "a", {"status": {"replicas": 4}, "spec": {"replicas": 9}},
+                subresource="status")
+    obj = state.get("GameServerSet", "default", "a")
+    assert obj is not None and obj["status"] == {"replicas": 4} and obj["spec"]["replicas"] == 4
+
+
+def test_unchanged_writes_are_not_written(tmp_path: Path) -> None:
+    state = SqliteState(tmp_path)
+    state.create(gss())
+    rv = state.current_rv()
+    state.patch("GameServerSet", "default", "a", {"spec": {"replicas": 1}})
+    state.patch("GameServerSet", "default", "a", {"status": {}}, subresource="status")
+    assert state.current_rv() == rv
+
+
+def test_finalizers_and_cascading_deletion(tmp_path: Path) -> None:
+    state = SqliteState(tmp_path)
+    owner = state.create(gss())
+    ref = {"apiVersion": "x", "kind": "GameServerSet", "name": "a", "uid": owner["metadata"]["uid"]}
+    pod = {"apiVersion": "v1", "kind": "Pod",
+           "metadata": {"name": "a-0", "namespace": "default", "ownerReferences": [ref], "finalizers": ["f"]},
+           "spec": {}}
+    state.create(pod)
+    gs_ref = {"apiVersion": "v1", "kind": "Pod", "name": "a-0",
+              "uid": state.get("Pod", "default", "a-0")["metadata"]["uid"]}  # type: ignore[index]
+    state.create({"apiVersion": "x", "kind": "GameServer",
+                  "metadata": {"name": "a-0", "namespace": "default", "ownerReferences": [gs_ref]}, "spec": {}})
+    state.delete("GameServerSet", "default", "a")
+    assert state.get("GameServerSet", "default", "a") is None
+    marked = state.get("Pod", "default", "a-0")
+    assert marked is not None and marked["metadata"]["deletionTimestamp"]
+    assert state.get("GameServer", "default", "a-0") is not None
+    state.patch("Pod", "default", "a-0", {"metadata": {"finalizers": None}})
+    assert state.get("Pod", "default", "a-0") is None
+    assert state.get("GameServer", "default", "a-0") is None
+    with pytest.raises(NotFound):
+        state.delete("Pod", "default", "a-0")
+
+
+def test_merge_patch_rfc7386() -> None:
+    assert merge_patch({"a": "b", "c": {"d": "e", "f": "g"}}, {"a": "z", "c": {"f": None}}) == {
+        "a": "z", "c": {"d": "e"}}
+    assert merge_patch({"a": [1, 2]}, {"a": [3]}) == {"a": [3]}
+    assert merge_patch({"a": 1}, {"b": {"c": None}}) == {"a": 1, "b": {}}
+
+
+def _bump(path: str, n: int, key: str) -> None:
+    state = SqliteState(Path(path))
+    for _ in range(n):
+        while True:
+            obj = state.get("GameServerSet", "default", "a")
+            assert obj is not None
+            labels = obj["metadata"].get("labels") or {}
+            count = int(labels.get(key, "0"))
+            try:
+                state.patch("GameServerSet", "default", "a", {"metadata": {"labels": {key: str(count + 1)}}},
+                            resource_version=obj["metadata"]["resourceVersion"])
+                break
+            except Conflict:
+                continue
+
+
+@pytest.mark.parametrize("shared_key", [True, False])
+def test_racing_processes_never_lose_an_update(tmp_path: Path, shared_key: bool) -> None:
+    SqliteState(tmp_path).create(gss())
+    ctx = multiprocessing.get_context("spawn")
+    keys = ["n", "n", "n"] if shared_key else ["x", "y", "z"]
+    procs = [ctx.Process(target=_bump, args=(str(tmp_path), 40, k)) for k in keys]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(120)
+        assert p.exitcode == 0
+    labels = SqliteState(tmp_path).get("GameServerSet", "default", "a")["metadata"]["labels"]  # type: ignore[index]
+    if shared_key:
+        assert labels == {"n": "120"}
+    else:
+        assert labels == {"x": "40", "y": "40", "z": "40"}
+
+
+def _write_later(path: str) -> None:
+    time.sleep(0.5)
+    SqliteState(Path(path)).patch("GameServerSet", "default", "a", {"spec": {"replicas": 7}})
+
+
+def test_watch_is_woken_by_another_process(tmp_path: Path) -> None:
+    SqliteState(tmp_path).create(gss())
+    store = SqliteStore(SqliteState(tmp_path), resync_seconds=3600)
+
+    async def main() -> None:
+        watch = store.watch({"GameServerSet"})
+        first = asyncio.ensure_future(watch.__anext__())
+        await asyncio.sleep(0.1)
+        ctx = multiprocessing.get_context("spawn")
+        proc = ctx.Process(target=_write_later, args=(str(tmp_path),))
+        proc.start()
+        # The resync interval is an hour: only the other process's write can wake the watcher in time.
+        change = await asyncio.wait_for(first, 30)
+        proc.join()
+        assert change.kind == "GameServerSet" and change.name == "a" and change.type == "MODIFIED"
+        await watch.aclose()
+
+    asyncio.run(main())
+
+
+def test_events_fold_repeats(tmp_path: Path) -> None:
+    state = SqliteState(tmp_path)
+    obj = state.create(gss())
+    for _ in range(3):
+        state.record_event(obj, "Warning", "GsStateChanged", "OpsState turn from None to Maintaining ")
+    state.record_event(obj, "Normal", "Scale", "scale from 1 to 2")
+    events = state.list_events("default")
+    assert [(e.type, e.reason, e.count) for e in events] == [("Warning", "GsStateChanged", 3), ("Normal", "Scale", 1)]
