@@ -4,12 +4,11 @@ Upstream a GameServerSet owns an Advanced StatefulSet that owns the pods. Here t
 small `Workload` object (name = the set's) holding `replicas`, `reserveOrdinals` and the pod template, and by
 `WorkloadController`, which keeps exactly the pods on the first `replicas` non-reserved ordinals. Keeping
 that object makes scaling decisions identical to upstream: the set controller decides which ordinals go,
-the workload controller only carries it out.
+the workload controller (control/workload.py) only carries it out.
 """
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import logging
@@ -33,7 +32,7 @@ from gamekeeper.core.ordinals import (
     string_to_int_str_slice,
     string_to_ordinal_set,
 )
-from gamekeeper.core.scaling import PodView, compute_to_scale, managed_ordinals, replicas_after_killing
+from gamekeeper.core.scaling import PodView, compute_to_scale, replicas_after_killing
 from gamekeeper.ports.store import AlreadyExists, NotFound, Obj, Store
 
 log = logging.getLogger("gamekeeper.gameserverset")
@@ -67,7 +66,7 @@ def pod_views(pods: list[Obj]) -> list[PodView]:
     ]
 
 
-def _owner(obj: Obj) -> dict[str, Any]:
+def owner_reference(obj: Obj) -> dict[str, Any]:
     return {
         "apiVersion": obj["apiVersion"],
         "kind": obj["kind"],
@@ -78,7 +77,7 @@ def _owner(obj: Obj) -> dict[str, Any]:
     }
 
 
-def _ready(pod: Obj) -> bool:
+def pod_ready(pod: Obj) -> bool:
     return any(
         c.get("type") == "Ready" and c.get("status") == "True"
         for c in (pod.get("status") or {}).get("conditions") or []
@@ -153,7 +152,7 @@ class GameServerSetController:
                 "namespace": meta["namespace"],
                 "labels": {OWNER_GSS_KEY: meta["name"]},
                 "annotations": {WORKLOAD_HASH_KEY: digest},
-                "ownerReferences": [_owner(gss)],
+                "ownerReferences": [owner_reference(gss)],
             },
             "spec": {
                 "replicas": gss["spec"]["replicas"],
@@ -244,77 +243,3 @@ class GameServerSetController:
                 "GameServerSet", gss["metadata"]["namespace"], gss["metadata"]["name"], {"status": status},
                 subresource="status",
             )
-
-
-class WorkloadController:
-    """Keeps one pod on each of the first `replicas` ordinals that are not reserved (StatefulSet-like)."""
-
-    def __init__(self, store: Store, clock: Callable[[], datetime]) -> None:
-        self.store = store
-        self.clock = clock
-
-    async def reconcile(self, namespace: str, name: str) -> None:
-        workload = await self.store.get("Workload", namespace, name)
-        if workload is None:
-            return
-        spec = workload["spec"]
-        pods = await self.store.list("Pod", namespace, {OWNER_GSS_KEY: name})
-        wanted = set(managed_ordinals(spec["replicas"], reserve_ordinal_set(spec.get("reserveOrdinals"))))
-        by_ordinal: dict[int, Obj] = {}
-        for pod in pods:
-            ordinal = index_from_name(pod["metadata"]["name"])
-            by_ordinal[ordinal] = pod
-            if ordinal not in wanted and not pod["metadata"].get("deletionTimestamp"):
-                log.info("deleting pod %s/%s", namespace, pod["metadata"]["name"])
-                with contextlib.suppress(NotFound):
-                    await self.store.delete("Pod", namespace, pod["metadata"]["name"])
-        for ordinal in sorted(wanted - set(by_ordinal)):
-            await self._create_pod(workload, ordinal)
-        await self._sync_status(workload, [p for p in pods if index_from_name(p["metadata"]["name"]) in wanted])
-
-    async def _create_pod(self, workload: Obj, ordinal: int) -> None:
-        meta, spec = workload["metadata"], workload["spec"]
-        template = spec["template"]
-        tmeta = template.get("metadata") or {}
-        labels = {
-            **(tmeta.get("labels") or {}),
-            OWNER_GSS_KEY: meta["name"],
-            TEMPLATE_HASH_LABEL: spec.get("templateHash", ""),
-            "statefulset.kubernetes.io/pod-name": f"{meta['name']}-{ordinal}",
-        }
-        pod: dict[str, Any] = {
-            "apiVersion": "v1",
-            "kind": "Pod",
-            "metadata": {
-                "name": f"{meta['name']}-{ordinal}",
-                "namespace": meta["namespace"],
-                "labels": labels,
-                "annotations": dict(tmeta.get("annotations") or {}),
-                "ownerReferences": [_owner(workload)],
-            },
-            "spec": {**template["spec"], "hostname": f"{meta['name']}-{ordinal}"},
-        }
-        try:
-            await self.store.create(pod)
-            log.info("created pod %s/%s", meta["namespace"], pod["metadata"]["name"])
-        except AlreadyExists:
-            pass
-
-    async def _sync_status(self, workload: Obj, pods: list[Obj]) -> None:
-        live = [p for p in pods if not p["metadata"].get("deletionTimestamp")]
-        digest = workload["spec"].get("templateHash", "")
-        updated = [p for p in live if (p["metadata"].get("labels") or {}).get(TEMPLATE_HASH_LABEL) == digest]
-        status = {
-            "replicas": len(live),
-            "readyReplicas": sum(1 for p in live if _ready(p)),
-            "availableReplicas": sum(1 for p in live if _ready(p)),
-            "updatedReplicas": len(updated),
-            "updatedReadyReplicas": sum(1 for p in updated if _ready(p)),
-            "observedGeneration": workload["metadata"].get("generation", 1),
-        }
-        if (workload.get("status") or {}) != status:
-            await self.store.patch(
-                "Workload", workload["metadata"]["namespace"], workload["metadata"]["name"], {"status": status},
-                subresource="status",
-            )
-

@@ -9,9 +9,10 @@ from datetime import datetime
 from typing import Any
 
 from gamekeeper.control.gameserver import GameServerController
-from gamekeeper.control.gameserverset import GameServerSetController, WorkloadController
+from gamekeeper.control.gameserverset import GameServerSetController
 from gamekeeper.control.prober import Prober
 from gamekeeper.control.queue import WorkQueue
+from gamekeeper.control.workload import WorkloadController
 from gamekeeper.ports.runtime import Runtime
 from gamekeeper.ports.store import Change, Store
 
