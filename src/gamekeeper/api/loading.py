@@ -226,6 +226,9 @@ def semantic_warnings(kind: str, body: dict[str, Any]) -> list[str]:
     for i, sq in enumerate(body["spec"].get("serviceQualities") or []):
         if not any(sq.get(h) for h in ("exec", "httpGet", "tcpSocket", "grpc")):
             out.append(f"spec.serviceQualities[{i}]: no probe (exec, httpGet, tcpSocket); it will never act")
+        if sq.get("grpc"):
+            out.append(f"spec.serviceQualities[{i}].grpc: gRPC probes are not run (kruise-daemon does not run them "
+                       "either); use exec, httpGet or tcpSocket")
         for j, action in enumerate(sq.get("serviceQualityAction") or []):
             ops = action.get("opsState")
             if isinstance(ops, str) and ops and "{{" not in ops and ops not in KNOWN_OPS_STATES:

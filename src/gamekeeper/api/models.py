@@ -7,9 +7,10 @@ integer, `"yes"` is not a boolean), and unknown fields are errors rather than si
 
 from __future__ import annotations
 
+import difflib
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic.alias_generators import to_camel
 
 GROUP = "game.kruise.io"
@@ -39,6 +40,24 @@ KNOWN_OPS_STATES = ("None", "WaitToBeDeleted", "Maintaining", "Allocated", "Kill
 GAME_SERVER_STATES = (
     "Unknown", "Creating", "Ready", "NotReady", "Crash", "Updating", "Deleting", "PreDelete", "PreUpdate",
 )
+
+
+def check_ops_state(value: str | None) -> str | None:
+    """Custom opsStates are allowed (upstream #151), but a near miss of a known one is surely a typo.
+
+    `kill` would rank like None on scale-in instead of going first: refuse it and name the right spelling.
+    """
+    if not value or "{{" in value or value in KNOWN_OPS_STATES:
+        return value
+    lowered = {s.lower(): s for s in KNOWN_OPS_STATES}
+    match = lowered.get(value.lower())
+    if match is None:
+        close = difflib.get_close_matches(value.lower(), list(lowered), n=1, cutoff=0.75)
+        prefix = [s for k, s in lowered.items() if len(value) >= 4 and k.startswith(value.lower())]
+        match = lowered[close[0]] if close else (prefix[0] if prefix else None)
+    if match is not None:
+        raise ValueError(f"{value!r} is not a known opsState; did you mean {match!r}? (opsState is case-sensitive)")
+    return value
 
 
 class Model(BaseModel):
@@ -278,6 +297,8 @@ class ServiceQualityAction(Model):
     annotations: dict[str, str] | None = None
     labels: dict[str, str] | None = None
 
+    _ops_state = field_validator("ops_state")(check_ops_state)
+
 
 class ServiceQuality(Probe):
     name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$")
@@ -374,6 +395,8 @@ class GameServerSpec(Model):
     deletion_priority: IntOrString | None = None
     network_disabled: bool | None = None
     containers: list[GameServerContainer] | None = None
+
+    _ops_state = field_validator("ops_state")(check_ops_state)
 
 
 class GameServer(Model):

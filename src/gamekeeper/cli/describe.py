@@ -102,6 +102,20 @@ def describe_gs(
         ]
         body = table(["NAME", "STATUS", "RESULT", "LAST PROBE CHANGE", "LAST ACTION", "LAST TRANSITION"], rows)
         lines += ["  " + line for line in body.splitlines()]
+    history = status.get("serviceQualityHistory") or {}
+    if history:
+        lines.append("Service Quality History (recorded when the result changes, newest last):")
+        for name, entries in history.items():
+            rows = [[_ago(e.get("time"), now), e.get("status", ""), repr(e.get("result", "")), e.get("action", "")]
+                    for e in entries]
+            body = table(["WHEN", "STATUS", "RESULT", "ACTION TAKEN"], rows)
+            lines.append(f"  {name}:")
+            lines += ["    " + line for line in body.splitlines()]
+    timeline = status.get("opsStateHistory") or []
+    if timeline:
+        lines.append("OpsState Timeline:")
+        rows = [[_ago(e.get("time"), now), e.get("from") or "-", e.get("to", ""), e.get("by", "")] for e in timeline]
+        lines += ["  " + line for line in table(["WHEN", "FROM", "TO", "BY"], rows).splitlines()]
     lines += _events(events, now)
     return "\n".join(lines)
 

@@ -22,6 +22,7 @@ from typing import Any
 
 from gamekeeper.api.models import OWNER_GSS_KEY, SQ_CONDITION_PREFIX, ServiceQuality
 from gamekeeper.api.times import parse_time
+from gamekeeper.control.probes import http_get_probe, tcp_socket_probe
 from gamekeeper.core.service_quality import ProbeWorker, probe_condition, probe_message
 from gamekeeper.ports.runtime import ContainerNotRunning, ExecResult, Runtime
 from gamekeeper.ports.store import Conflict, Obj, Store
@@ -164,7 +165,11 @@ class Prober:
             try:
                 if sq.exec is not None:
                     return await self.runtime.exec(pod, container, sq.exec.command, timeout)
-                return ExecResult(1, b"", b"only exec probes are supported in this version")
+                if sq.http_get is not None:
+                    return await http_get_probe(sq.http_get, pod, container, timeout)
+                if sq.tcp_socket is not None:
+                    return await tcp_socket_probe(sq.tcp_socket, pod, container, timeout)
+                return ExecResult(1, b"", b"no probe handler (exec, httpGet or tcpSocket) is set")
             except ContainerNotRunning as err:
                 return ExecResult(1, b"", str(err).encode())
             except OSError as err:

@@ -33,6 +33,7 @@ from gamekeeper.core.service_quality import Event, sync_service_qualities
 from gamekeeper.core.state import derive_state, ops_state_change_event, state_change_event
 
 NODE_NAME_KEY = "game.kruise.io/node-name"
+HISTORY_LIMIT = 20
 
 
 def int_or_string_text(value: Any) -> str:
@@ -239,6 +240,8 @@ def pod_to_gs(
         if annotation_diff:
             patch["metadata"]["annotations"] = annotation_diff
 
+    history = _quality_history(status.get("serviceQualityHistory"), outcome.history, qualities)
+    timeline = _ops_timeline(status.get("opsStateHistory"), spec, spec_patch, outcome.acted, now)
     new_status: dict[str, Any] = {
         "desiredState": "Ready",
         "currentState": pod_labels.get(GS_STATE_KEY, ""),
@@ -248,9 +251,46 @@ def pod_to_gs(
         "serviceQualitiesConditions": outcome.conditions,
         "conditions": _conditions(status.get("conditions") or [], [_pod_normal(pod)], now),
     }
+    if history:
+        new_status["serviceQualityHistory"] = history
+    if timeline:
+        new_status["opsStateHistory"] = timeline
     compare = {k: v for k, v in status.items() if k != "lastTransitionTime"}
     status_out = None if compare == new_status else {**new_status, "lastTransitionTime": format_time(now)}
     return GameServerSync(patch or None, status_out, outcome.events, outcome.acted)
+
+
+def _quality_history(
+    old: Mapping[str, Any] | None, new: Sequence[Mapping[str, Any]], qualities: Sequence[ServiceQuality]
+) -> dict[str, list[dict[str, Any]]]:
+    """The last HISTORY_LIMIT observed results of each quality (recorded when the output changes)."""
+    names = {sq.name for sq in qualities}
+    history = {k: list(v) for k, v in (old or {}).items() if k in names}
+    for entry in new:
+        item = {k: v for k, v in entry.items() if k != "quality"}
+        history[entry["quality"]] = [*history.get(entry["quality"], []), item][-HISTORY_LIMIT:]
+    return history
+
+
+def _ops_timeline(
+    old: Sequence[Mapping[str, Any]] | None,
+    spec: Mapping[str, Any],
+    spec_patch: Mapping[str, Any],
+    acted: Sequence[str],
+    now: datetime,
+) -> list[dict[str, Any]]:
+    """Every opsState the GameServer has had (bounded), and what set it: qualities, or a person."""
+    timeline = [dict(e) for e in old or []]
+    current = spec_patch.get("opsState", spec.get("opsState"))
+    last = timeline[-1]["to"] if timeline else None
+    if current is None or current == last:
+        return timeline
+    if "opsState" in spec_patch:
+        by = "serviceQuality:" + ",".join(dict.fromkeys(acted))
+    else:
+        by = "created" if last is None else "manual"
+    timeline.append({"time": format_time(now), "from": last or "", "to": current, "by": by})
+    return timeline[-HISTORY_LIMIT:]
 
 
 def _conditions(

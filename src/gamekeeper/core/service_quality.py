@@ -43,6 +43,8 @@ class ServiceQualityOutcome:
     conditions: list[dict[str, Any]] = field(default_factory=list)
     events: list[Event] = field(default_factory=list)
     acted: list[str] = field(default_factory=list)
+    # One entry per quality whose probe output changed: what was observed and what it led to.
+    history: list[dict[str, Any]] = field(default_factory=list)
 
 
 def clean_result(message: str) -> str:
@@ -103,6 +105,8 @@ def sync_service_qualities(
             and (parse_time(old_action_time) == ZERO or not sq.permanent)
         )
         action_time = old_action_time
+        changed = old is None or old.get("status") != status or (old.get("result") or "") != result
+        applied: dict[str, Any] = {}
         if gate_open:
             action_time = ""
             parsed = _GO_BOOLS.get(status)
@@ -111,9 +115,20 @@ def sync_service_qualities(
                     continue
                 if action.result and action.result != result:
                     continue
-                _apply(action, result, spec_view, out)
+                applied.update(_apply(action, result, spec_view, out))
                 action_time = now_text
                 out.acted.append(sq.name)
+        if changed:
+            if applied:
+                taken = ", ".join(f"{k}={v}" for k, v in applied.items())
+            elif gate_open:
+                taken = "no action matched"
+            else:
+                taken = "none (permanent quality already acted)"
+            out.history.append(
+                {"quality": sq.name, "time": probe_time or now_text, "status": status, "result": result,
+                 "action": taken}
+            )
         condition: dict[str, Any] = {"name": sq.name, "status": status, "result": result}
         if probe_time:
             condition["lastProbeTime"] = probe_time
@@ -126,7 +141,9 @@ def sync_service_qualities(
     return out
 
 
-def _apply(action: Any, result: str, spec_view: dict[str, Any], out: ServiceQualityOutcome) -> None:
+def _apply(action: Any, result: str, spec_view: dict[str, Any], out: ServiceQualityOutcome) -> dict[str, Any]:
+    """Apply one matching action; returns what it set (for the history)."""
+    applied: dict[str, Any] = {}
     for key, value in (
         ("deletionPriority", action.deletion_priority),
         ("updatePriority", action.update_priority),
@@ -135,15 +152,18 @@ def _apply(action: Any, result: str, spec_view: dict[str, Any], out: ServiceQual
             continue
         new = _priority(value, result, key, spec_view.get(key), out.events)
         if new is not None:
-            spec_view[key] = out.spec[key] = new
+            spec_view[key] = out.spec[key] = applied[key] = new
     if action.ops_state:
-        spec_view["opsState"] = out.spec["opsState"] = render_template(action.ops_state, result)
+        spec_view["opsState"] = out.spec["opsState"] = applied["opsState"] = render_template(action.ops_state, result)
     if action.network_disabled is not None:
-        spec_view["networkDisabled"] = out.spec["networkDisabled"] = action.network_disabled
+        spec_view["networkDisabled"] = out.spec["networkDisabled"] = applied["networkDisabled"] = (
+            action.network_disabled
+        )
     for key, value in (action.labels or {}).items():
-        out.labels[key] = render_template(value, result)
+        out.labels[key] = applied[f"labels[{key}]"] = render_template(value, result)
     for key, value in (action.annotations or {}).items():
-        out.annotations[key] = render_template(value, result)
+        out.annotations[key] = applied[f"annotations[{key}]"] = render_template(value, result)
+    return applied
 
 
 # --- the probe worker (kruise-daemon / kubelet semantics) ----------------------------------------------------

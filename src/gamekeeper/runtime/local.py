@@ -18,6 +18,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import re
 import shutil
 import signal
 import socket
@@ -152,12 +153,32 @@ def container_environment(pod: Mapping[str, Any], container: Mapping[str, Any], 
     return env
 
 
-def entrypoint(container: Mapping[str, Any], images: ImageMap) -> list[str]:
-    """Kubernetes rules: `command` replaces ENTRYPOINT (and drops CMD), `args` replaces CMD."""
+_VAR_REF = re.compile(r"\$\$|\$\(([A-Za-z_][A-Za-z0-9_.-]*)\)")
+
+
+def expand_references(text: str, env: Mapping[str, str]) -> str:
+    """Kubernetes `$(VAR)` expansion in command and args: `$$` escapes, unknown references stay as written."""
+
+    def replace(match: re.Match[str]) -> str:
+        if match.group(0) == "$$":
+            return "$"
+        return env.get(match.group(1), match.group(0))
+
+    return _VAR_REF.sub(replace, text)
+
+
+def entrypoint(container: Mapping[str, Any], images: ImageMap, env: Mapping[str, str] | None = None) -> list[str]:
+    """Kubernetes rules: `command` replaces ENTRYPOINT (and drops CMD), `args` replaces CMD.
+
+    `$(VAR)` in the container's own command and args expands from the container's environment.
+    """
     image = images.resolve(container.get("image") or "")
+    own = {v["name"]: v.get("value", "") for v in container.get("env") or [] if "value" in v}
+    if env is not None:
+        own = {**env, **own}
     if container.get("command"):
-        return [*container["command"], *(container.get("args") or [])]
-    args = container["args"] if container.get("args") is not None else image.args
+        return [expand_references(a, own) for a in [*container["command"], *(container.get("args") or [])]]
+    args = [expand_references(a, own) for a in container["args"]] if container.get("args") is not None else image.args
     argv = [*image.command, *args]
     if not argv:
         raise UnknownImage(f"image {image.reference!r} has no command in the image map and the container sets none")
@@ -377,7 +398,7 @@ class LocalKubelet:
 
     def _start(self, pod: Obj, spec: Mapping[str, Any], c: _Container) -> None:
         image = self.images.resolve(spec.get("image") or "")
-        argv = entrypoint(spec, self.images)
+        argv = entrypoint(spec, self.images, container_environment(pod, spec, self.images))
         workdir = self.paths.workdir(pod, c.name)
         if not workdir.exists():
             workdir.parent.mkdir(parents=True, exist_ok=True)
