@@ -34,6 +34,7 @@ from gamekeeper.embedded.fleet import (
     stop_controller,
     stop_game_servers,
 )
+from gamekeeper.observe.server import parse_address
 from gamekeeper.ports.runtime import ContainerNotRunning
 from gamekeeper.ports.store import Conflict, NotFound
 from gamekeeper.runtime.images import ImageMap, UnknownImage, find_image_map, load_image_map
@@ -62,6 +63,11 @@ StateDir = Annotated[
                  show_default=False),
 ]
 Namespace = Annotated[str, typer.Option("--namespace", "-n", help="Namespace.")]
+MetricsAddr = Annotated[
+    str | None,
+    typer.Option("--metrics-addr", help="Serve /metrics, /healthz and /readyz on HOST:PORT (e.g. 127.0.0.1:9090).",
+                 show_default=False),
+]
 Images = Annotated[
     Path | None,
     typer.Option("--images", help="Image map YAML (default: $GAMEKEEPER_IMAGES, images.yaml beside the applied "
@@ -218,8 +224,13 @@ def _setup_logging(level: str, fmt: str, stream: Any = None) -> None:
     configure_logging(level, fmt, stream or sys.stderr)
 
 
-def _run_controller(sd: Path, images: ImageMap, live: bool) -> None:
-    controller = EmbeddedController(sd, images)
+def _run_controller(sd: Path, images: ImageMap, live: bool, metrics_addr: str | None = None) -> None:
+    if metrics_addr:
+        try:
+            parse_address(metrics_addr)
+        except ValueError as e:
+            raise fail(f"--metrics-addr: {e}") from None
+    controller = EmbeddedController(sd, images, metrics_addr=metrics_addr)
 
     async def main() -> None:
         stop = asyncio.Event()
@@ -260,12 +271,13 @@ def serve(
     images: Images = None,
     log_level: Annotated[str, typer.Option(help="debug, info, warning, error")] = "info",
     log_format: Annotated[str, typer.Option(help="text or json")] = "text",
+    metrics_addr: MetricsAddr = None,
 ) -> None:
     """Run the controller in the foreground (no table). Game servers survive its exit."""
     sd = resolve_state_dir(state_dir)
     image_map = _images(sd, images, [], required=True)
     _setup_logging(log_level, log_format)
-    _run_controller(sd, image_map, live=False)
+    _run_controller(sd, image_map, live=False, metrics_addr=metrics_addr)
 
 
 @app.command()
@@ -274,6 +286,7 @@ def up(
     state_dir: StateDir = None,
     images: Images = None,
     detach: Annotated[bool, typer.Option("--detach", "-d", help="Run the controller in the background.")] = False,
+    metrics_addr: MetricsAddr = None,
 ) -> None:
     """Apply FILES, then run the controller with a live table (Ctrl-C stops the controller only)."""
     sd = resolve_state_dir(state_dir)
@@ -287,16 +300,18 @@ def up(
         print(f"controller already running (pid {running_controller_pid(sd)})")
         return
     if detach:
-        pid = start_background_controller(sd, image_map)
+        pid = start_background_controller(sd, image_map, metrics_addr)
         print(f"controller started in the background (pid {pid}); logs: {sd / 'controller.log'}")
         return
     _setup_logging("warning", "text", open(sd / "controller.log", "a"))  # noqa: SIM115 - lives as long as the process
-    _run_controller(sd, image_map, live=True)
+    _run_controller(sd, image_map, live=True, metrics_addr=metrics_addr)
 
 
-def start_background_controller(sd: Path, image_map: ImageMap) -> int:
+def start_background_controller(sd: Path, image_map: ImageMap, metrics_addr: str | None = None) -> int:
     log_file = open(sd / "controller.log", "ab")  # noqa: SIM115 - handed to the child
     cmd = [sys.executable, "-m", "gamekeeper", "serve", "--state-dir", str(sd)]
+    if metrics_addr:
+        cmd += ["--metrics-addr", metrics_addr]
     if image_map.source is not None:
         cmd += ["--images", str(image_map.source)]
     proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log_file, stderr=log_file,

@@ -19,6 +19,7 @@ from gamekeeper.ports.store import Change, Store
 log = logging.getLogger("gamekeeper.manager")
 
 PodListener = Callable[[str, str], None]
+ChangeListener = Callable[[Change], None]
 
 
 def owner_name(name: str) -> str:
@@ -34,6 +35,8 @@ class ControllerManager:
         clock: Callable[[], datetime],
         resync_seconds: float = 30.0,
         pod_listeners: list[PodListener] | None = None,
+        change_listeners: list[ChangeListener] | None = None,
+        observe_reconcile: Callable[[str, float], None] | None = None,
     ) -> None:
         self.store = store
         self.clock = clock
@@ -42,27 +45,26 @@ class ControllerManager:
         self.workloads = WorkloadController(store, clock)
         self.gameservers = GameServerController(store, clock)
         self.prober = Prober(store, runtime, clock)
-        self.gss_queue = WorkQueue("gameserverset", self.gss.reconcile)
-        self.workload_queue = WorkQueue("workload", self.workloads.reconcile)
-        self.gs_queue = WorkQueue("gameserver", self.gameservers.reconcile)
-        self.probe_queue = WorkQueue("prober", self.prober.sync_pod)
+        self.gss_queue = WorkQueue("gameserverset", self.gss.reconcile, observe_reconcile)
+        self.workload_queue = WorkQueue("workload", self.workloads.reconcile, observe_reconcile)
+        self.gs_queue = WorkQueue("gameserver", self.gameservers.reconcile, observe_reconcile)
+        self.probe_queue = WorkQueue("prober", self.prober.sync_pod, observe_reconcile)
         self.pod_listeners = pod_listeners or []
+        self.change_listeners = change_listeners or []
         self.ready = asyncio.Event()
 
     def queues(self) -> list[WorkQueue]:
         return [self.gss_queue, self.workload_queue, self.gs_queue, self.probe_queue]
 
     async def enqueue_all(self) -> None:
-        for gss in await self.store.list("GameServerSet"):
-            self.gss_queue.add(gss["metadata"]["namespace"], gss["metadata"]["name"])
-        for wl in await self.store.list("Workload"):
-            self.workload_queue.add(wl["metadata"]["namespace"], wl["metadata"]["name"])
-        for kind in ("Pod", "GameServer"):
+        for kind in ("GameServerSet", "Workload", "Pod", "GameServer"):
             for obj in await self.store.list(kind):
                 self.on_change(Change(0, kind, obj["metadata"]["namespace"], obj["metadata"]["name"], "SYNC"))
 
     def on_change(self, change: Change) -> None:
         ns, name = change.namespace, change.name
+        for change_listener in self.change_listeners:
+            change_listener(change)
         if change.kind == "GameServerSet":
             self.gss_queue.add(ns, name)
             self.workload_queue.add(ns, name)

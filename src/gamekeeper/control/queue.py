@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Awaitable, Callable
 
 from gamekeeper.ports.store import Conflict
@@ -14,9 +15,15 @@ Key = tuple[str, str]
 
 
 class WorkQueue:
-    def __init__(self, name: str, handler: Callable[[str, str], Awaitable[None]]) -> None:
+    def __init__(
+        self,
+        name: str,
+        handler: Callable[[str, str], Awaitable[None]],
+        observe: Callable[[str, float], None] | None = None,
+    ) -> None:
         self.name = name
         self.handler = handler
+        self.observe = observe
         self._queue: asyncio.Queue[Key] = asyncio.Queue()
         self._pending: set[Key] = set()
         self._failures: dict[Key, int] = {}
@@ -38,6 +45,7 @@ class WorkQueue:
         while True:
             key = await self._queue.get()
             self._pending.discard(key)
+            started = time.perf_counter()
             try:
                 await self.handler(*key)
                 self._failures.pop(key, None)
@@ -51,3 +59,5 @@ class WorkQueue:
                 log.exception("%s: reconcile %s/%s failed (retry in %.1fs)", self.name, *key, delay)
                 self.add_after(delay, *key)
             self.processed += 1
+            if self.observe is not None:
+                self.observe(self.name, time.perf_counter() - started)

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from gamekeeper.control.manager import ControllerManager
+from gamekeeper.observe.wiring import Observability
 from gamekeeper.runtime.images import ImageMap
 from gamekeeper.runtime.local import LocalKubelet, LocalRuntime, alive, kill_processes_under, parse_container_id
 from gamekeeper.store.sqlite import SqliteState, SqliteStore
@@ -113,7 +114,9 @@ class EmbeddedController:
         images: ImageMap,
         clock: Callable[[], datetime] = utc_now,
         resync_seconds: float = 30.0,
+        metrics_addr: str | None = None,
     ) -> None:
+        self.metrics_addr = metrics_addr
         self.state_dir = state_dir
         self.images = images
         self.clock = clock
@@ -128,14 +131,19 @@ class EmbeddedController:
             store = SqliteStore(state, resync_seconds=min(self.resync_seconds, 5.0))
             kubelet = LocalKubelet(store, self.state_dir, self.images, clock=self.clock)
             runtime = LocalRuntime(self.state_dir, self.images)
+            observability = Observability(store, self.clock) if self.metrics_addr else None
             self.manager = ControllerManager(
-                store, runtime, self.clock, resync_seconds=self.resync_seconds, pod_listeners=[kubelet.enqueue]
+                store, runtime, self.clock, resync_seconds=self.resync_seconds, pod_listeners=[kubelet.enqueue],
+                change_listeners=[observability.on_change] if observability else [],
+                observe_reconcile=observability.observe_reconcile if observability else None,
             )
-            log.info("controller started (state %s, pid %d)", self.state_dir.resolve(), os.getpid())
             tasks = [
                 asyncio.create_task(kubelet.run(), name="kubelet"),
                 asyncio.create_task(self.manager.run(), name="manager"),
             ]
+            if observability is not None and self.metrics_addr:
+                tasks.append(asyncio.create_task(observability.serve(self.metrics_addr, self.manager), name="http"))
+            log.info("controller started (state %s, pid %d)", self.state_dir.resolve(), os.getpid())
             waiters: list[asyncio.Future[Any]] = list(tasks)
             if stop is not None:
                 waiters.append(asyncio.ensure_future(stop.wait()))
