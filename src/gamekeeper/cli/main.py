@@ -254,11 +254,22 @@ async def _live_table(sd: Path, stop: asyncio.Event) -> None:
     state = SqliteState(sd)
     waker = Waker(state.watch_dir)
     console = Console()
+    footer = "\n\n(Ctrl-C stops the controller; game servers keep running)"
     try:
-        with Live(console=console, auto_refresh=False, transient=False) as live:
+        if console.is_terminal:
+            with Live(console=console, auto_refresh=False, transient=False) as live:
+                while not stop.is_set():
+                    live.update(Text(_gs_table(state, None, wide=False) + footer), refresh=True)
+                    await waker.wait(1.0)
+        else:
+            # Piped output (a log, `tee`): print the table whenever it changes, ignoring the ticking AGE.
+            last = ""
             while not stop.is_set():
-                live.update(Text(_gs_table(state, None, wide=False) + "\n\n(Ctrl-C stops the controller; "
-                                 "game servers keep running)"), refresh=True)
+                text = _gs_table(state, None, wide=False)
+                key = "\n".join(line.rsplit(None, 1)[0] if line.split() else line for line in text.splitlines())
+                if key != last:
+                    print(text + "\n", flush=True)
+                    last = key
                 await waker.wait(1.0)
     finally:
         waker.close()
