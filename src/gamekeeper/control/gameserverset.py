@@ -9,6 +9,7 @@ the workload controller (control/workload.py) only carries it out.
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import logging
@@ -119,18 +120,16 @@ class GameServerSetController:
 
         digest = workload_hash(gss)
         if (workload["metadata"].get("annotations") or {}).get(WORKLOAD_HASH_KEY) != digest:
-            await self.store.patch(
-                "Workload", namespace, name,
-                {
-                    "metadata": {"annotations": {WORKLOAD_HASH_KEY: digest}},
-                    "spec": {
-                        "template": self._pod_template(gss),
-                        "updateStrategy": spec.get("updateStrategy"),
-                        "templateHash": digest,
-                    },
-                },
-                resource_version=workload["metadata"]["resourceVersion"],
-            )
+            # A whole replace, not a merge patch: a key removed from the set (say `paused`) must go too.
+            updated = copy.deepcopy(workload)
+            updated["metadata"].setdefault("annotations", {})[WORKLOAD_HASH_KEY] = digest
+            updated["spec"]["template"] = self._pod_template(gss)
+            updated["spec"]["templateHash"] = digest
+            if spec.get("updateStrategy") is None:
+                updated["spec"].pop("updateStrategy", None)
+            else:
+                updated["spec"]["updateStrategy"] = spec["updateStrategy"]
+            await self.store.replace(updated)
             await self.store.record_event(gss, "Normal", "UpdateWorkload", "updated workload")
             return
 
