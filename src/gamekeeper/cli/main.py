@@ -34,6 +34,7 @@ from gamekeeper.embedded.fleet import (
     stop_controller,
     stop_game_servers,
 )
+from gamekeeper.observe.notify_config import NotifyConfig, load_notify_config
 from gamekeeper.observe.server import parse_address
 from gamekeeper.ports.runtime import ContainerNotRunning
 from gamekeeper.ports.store import Conflict, NotFound
@@ -67,6 +68,11 @@ MetricsAddr = Annotated[
     str | None,
     typer.Option("--metrics-addr", help="Serve /metrics, /healthz and /readyz on HOST:PORT (e.g. 127.0.0.1:9090).",
                  show_default=False),
+]
+NotifyFile = Annotated[
+    Path | None,
+    typer.Option("--notify", help="Send events to the sinks in this YAML file (webhook, Slack, DingTalk); "
+                 "see docs/notifications.md.", show_default=False),
 ]
 Images = Annotated[
     Path | None,
@@ -224,13 +230,30 @@ def _setup_logging(level: str, fmt: str, stream: Any = None) -> None:
     configure_logging(level, fmt, stream or sys.stderr)
 
 
-def _run_controller(sd: Path, images: ImageMap, live: bool, metrics_addr: str | None = None) -> None:
+def _load_notify(path: Path | None) -> NotifyConfig | None:
+    """The --notify file, validated with its secrets resolved; every problem printed, then exit 1."""
+    if path is None:
+        return None
+    try:
+        config = load_notify_config(path)
+    except InvalidObject as e:
+        for line in e.problems:
+            err.print(Text(f"error: {line}", style="red"))
+        raise typer.Exit(1) from None
+    for warning in config.warnings:
+        err.print(Text(f"warning: {warning}", style="yellow"))
+    return config
+
+
+def _run_controller(
+    sd: Path, images: ImageMap, live: bool, metrics_addr: str | None = None, notify: NotifyConfig | None = None
+) -> None:
     if metrics_addr:
         try:
             parse_address(metrics_addr)
         except ValueError as e:
             raise fail(f"--metrics-addr: {e}") from None
-    controller = EmbeddedController(sd, images, metrics_addr=metrics_addr)
+    controller = EmbeddedController(sd, images, metrics_addr=metrics_addr, notify=notify)
 
     async def main() -> None:
         stop = asyncio.Event()
@@ -283,12 +306,14 @@ def serve(
     log_level: Annotated[str, typer.Option(help="debug, info, warning, error")] = "info",
     log_format: Annotated[str, typer.Option(help="text or json")] = "text",
     metrics_addr: MetricsAddr = None,
+    notify: NotifyFile = None,
 ) -> None:
     """Run the controller in the foreground (no table). Game servers survive its exit."""
     sd = resolve_state_dir(state_dir)
     image_map = _images(sd, images, [], required=True)
+    notify_config = _load_notify(notify)
     _setup_logging(log_level, log_format)
-    _run_controller(sd, image_map, live=False, metrics_addr=metrics_addr)
+    _run_controller(sd, image_map, live=False, metrics_addr=metrics_addr, notify=notify_config)
 
 
 @app.command()
@@ -298,9 +323,11 @@ def up(
     images: Images = None,
     detach: Annotated[bool, typer.Option("--detach", "-d", help="Run the controller in the background.")] = False,
     metrics_addr: MetricsAddr = None,
+    notify: NotifyFile = None,
 ) -> None:
     """Apply FILES, then run the controller with a live table (Ctrl-C stops the controller only)."""
     sd = resolve_state_dir(state_dir)
+    notify_config = _load_notify(notify)  # before anything is applied: a bad --notify file changes nothing
     objects = _load_files(files, sd, images)
     state = SqliteState(sd)
     for line in apply_objects(state, objects):
@@ -311,18 +338,22 @@ def up(
         print(f"controller already running (pid {running_controller_pid(sd)})")
         return
     if detach:
-        pid = start_background_controller(sd, image_map, metrics_addr)
+        pid = start_background_controller(sd, image_map, metrics_addr, notify.resolve() if notify else None)
         print(f"controller started in the background (pid {pid}); logs: {sd / 'controller.log'}")
         return
     _setup_logging("warning", "text", open(sd / "controller.log", "a"))  # noqa: SIM115 - lives as long as the process
-    _run_controller(sd, image_map, live=True, metrics_addr=metrics_addr)
+    _run_controller(sd, image_map, live=True, metrics_addr=metrics_addr, notify=notify_config)
 
 
-def start_background_controller(sd: Path, image_map: ImageMap, metrics_addr: str | None = None) -> int:
+def start_background_controller(
+    sd: Path, image_map: ImageMap, metrics_addr: str | None = None, notify: Path | None = None
+) -> int:
     log_file = open(sd / "controller.log", "ab")  # noqa: SIM115 - handed to the child
     cmd = [sys.executable, "-m", "gamekeeper", "serve", "--state-dir", str(sd)]
     if metrics_addr:
         cmd += ["--metrics-addr", metrics_addr]
+    if notify is not None:
+        cmd += ["--notify", str(notify)]  # the child inherits the environment, so urlFrom: {env: …} resolves
     if image_map.source is not None:
         cmd += ["--images", str(image_map.source)]
     proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log_file, stderr=log_file,

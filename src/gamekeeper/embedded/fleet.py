@@ -17,6 +17,8 @@ from pathlib import Path
 from typing import Any
 
 from gamekeeper.control.manager import ControllerManager
+from gamekeeper.observe.notify_config import NotifyConfig
+from gamekeeper.observe.notify_source import notifications_running
 from gamekeeper.observe.wiring import Observability
 from gamekeeper.runtime.images import ImageMap
 from gamekeeper.runtime.local import LocalKubelet, LocalRuntime, alive, kill_processes_under, parse_container_id
@@ -115,8 +117,10 @@ class EmbeddedController:
         clock: Callable[[], datetime] = utc_now,
         resync_seconds: float = 30.0,
         metrics_addr: str | None = None,
+        notify: NotifyConfig | None = None,
     ) -> None:
         self.metrics_addr = metrics_addr
+        self.notify = notify
         self.state_dir = state_dir
         self.images = images
         self.clock = clock
@@ -127,7 +131,10 @@ class EmbeddedController:
         lock = ControllerLock(self.state_dir)
         lock.acquire()
         state = SqliteState(self.state_dir)
+        # Started inside the lock, so two controllers racing for one state never notify twice.
+        notifications = contextlib.AsyncExitStack()
         try:
+            await notifications.enter_async_context(notifications_running(self.state_dir, self.notify))
             store = SqliteStore(state, resync_seconds=min(self.resync_seconds, 5.0))
             kubelet = LocalKubelet(store, self.state_dir, self.images, clock=self.clock)
             runtime = LocalRuntime(self.state_dir, self.images)
@@ -157,6 +164,7 @@ class EmbeddedController:
                     raise error
             log.info("controller stopped; game servers keep running")
         finally:
+            await notifications.aclose()  # after the controllers: their last events still go out
             state.close()
             lock.release()
 
