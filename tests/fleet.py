@@ -37,11 +37,11 @@ class Fleet:
             raise AssertionError(f"gk {' '.join(args)} -> {proc.returncode}\n{proc.stdout}\n{proc.stderr}")
         return proc
 
-    def start(self) -> None:
+    def start(self, *extra: str) -> None:
         self.state_dir.mkdir(parents=True, exist_ok=True)
         log = open(self.tmp / "controller.log", "ab")  # noqa: SIM115 - closed with the process
         self.controller = subprocess.Popen(
-            [sys.executable, "-m", "gamekeeper", "serve", "--log-level", "debug"],
+            [sys.executable, "-m", "gamekeeper", "serve", "--log-level", "debug", *extra],
             env=self.env, stdout=log, stderr=log, start_new_session=True,
         )
         wait_for(lambda: (self.state_dir / "controller.pid").exists(), "controller start", 20)
@@ -114,7 +114,8 @@ def seed_yaml(name: str, fast: bool = True) -> dict[str, Any]:
     doc: dict[str, Any] = yaml.safe_load((EXAMPLES / name).read_text())
     if fast:
         for sq in doc["spec"]["serviceQualities"]:
-            sq["initialDelaySeconds"] = 1
+            # Long enough for the demo images to start their helper processes even on a loaded machine.
+            sq["initialDelaySeconds"] = 3
             sq["periodSeconds"] = 1
     return doc
 

@@ -129,8 +129,9 @@ def test_events_watch_follows_new_warnings(fleet: Fleet) -> None:
     try:
         time.sleep(1.5)  # let the watcher print what exists and start waiting
         fleet.gk("exec", "demo-gs-1", "--", "./fault.sh")
-        out = read_until(watcher, b"OpsState turn from None to Maintaining", 60)
-        assert b"gameserver/demo-gs-1" in out and b"Warning" in out
+        out = read_until(watcher, b"gameserver/demo-gs-1", 60)
+        line = next(x for x in out.splitlines() if b"gameserver/demo-gs-1" in x)
+        assert b"Warning" in line and b"OpsState turn from None to Maintaining" in line
     finally:
         watcher.terminate()
         watcher.wait(10)

@@ -24,7 +24,7 @@ class Receiver:
         receiver = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802 - the stdlib's name
+            def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
                 receiver.requests.append((self.path, json.loads(body)))
                 reply = b'{"errcode":0,"errmsg":"ok"}' if self.path.startswith("/dingtalk") else b"ok"
@@ -75,10 +75,7 @@ def test_maintaining_reaches_every_sink_once(fleet: Fleet, receiver: Receiver) -
         [sys.executable, "-m", "gamekeeper", "serve", "--notify", str(path)],
         env=fleet.env, stdout=log, stderr=log, start_new_session=True)
     wait_for(lambda: (fleet.state_dir / "controller.pid").exists(), "controller", 20)
-    doc = seed_yaml("demo-gs.yaml")
-    # Give the demo image time to start its helper: a probe before that would (rightly) say unhealthy.
-    doc["spec"]["serviceQualities"][0]["initialDelaySeconds"] = 3
-    fleet.apply_yaml(doc)
+    fleet.apply_yaml(seed_yaml("demo-gs.yaml"))
     fleet.wait_gs("three None", lambda gs: len(gs) == 3 and all(ops(g) == "None" and state(g) == "Ready"
                                                                for g in gs.values()))
     assert receiver.requests == []  # Normal events are not sent by default
@@ -94,7 +91,7 @@ def test_maintaining_reaches_every_sink_once(fleet: Fleet, receiver: Receiver) -
     assert "demo-gs-0" in text and "Maintaining" in text and "unhealthy" in text
     assert "demo-gs-0" in by_sink["slack"]["text"]
     assert by_sink["dingtalk"]["msgtype"] == "markdown" and "demo-gs-0" in by_sink["dingtalk"]["markdown"]["text"]
-    signed = [p for p, _ in receiver.requests if p.startswith("/dingtalk")][0]
+    signed = next(p for p, _ in receiver.requests if p.startswith("/dingtalk"))
     assert "timestamp=" in signed and "sign=" in signed
     controller_log = fleet.log()
     for secret in ("tok123", "SECsecret", "secret-path"):

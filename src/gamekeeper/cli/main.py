@@ -23,6 +23,7 @@ from rich.text import Text
 from gamekeeper.api.loading import InvalidObject, LoadedObject, load_documents, validate_object
 from gamekeeper.cli import printing
 from gamekeeper.cli.describe import describe_gs, describe_gss
+from gamekeeper.cli.rollout import rollout_app
 from gamekeeper.core.ordinals import reserve_id_problems
 from gamekeeper.embedded.fleet import (
     ControllerAlreadyRunning,
@@ -34,6 +35,7 @@ from gamekeeper.embedded.fleet import (
     stop_controller,
     stop_game_servers,
 )
+from gamekeeper.kube.cli import kube_app
 from gamekeeper.observe.notify_config import NotifyConfig, load_notify_config
 from gamekeeper.observe.server import parse_address
 from gamekeeper.ports.runtime import ContainerNotRunning
@@ -44,7 +46,8 @@ from gamekeeper.store.sqlite import SqliteState, Waker, merge_patch
 
 app = typer.Typer(
     name="gk",
-    help="Gamekeeper: game servers with custom service quality (OpenKruiseGame's GameServerSet), on one machine.",
+    help="Gamekeeper: game servers with custom service quality (OpenKruiseGame's GameServerSet), on one machine "
+    "or on Kubernetes.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
@@ -729,6 +732,10 @@ def demo(
 
     code = run_demo(scenario, resolve_state_dir(state_dir), keep)
     raise typer.Exit(code)
+
+
+app.add_typer(kube_app)
+app.add_typer(rollout_app, name="rollout")
 
 
 def main() -> None:

@@ -9,6 +9,7 @@ from datetime import datetime
 
 from gamekeeper.api.models import GS_DELETING_KEY, GameServerSetSpec
 from gamekeeper.core.gameserver import gs_to_pod, gss_name_for, new_game_server, pod_to_gs
+from gamekeeper.core.update import synced_container_images
 from gamekeeper.ports.store import AlreadyExists, NotFound, Store
 
 log = logging.getLogger("gamekeeper.gameserver")
@@ -51,6 +52,14 @@ class GameServerController:
         now = self.clock()
         sync = gs_to_pod(gs, pod, now)
         pod_patch = sync.patch()
+        # syncPodContainers: a GameServer's own container image overrides the template's on its live pod; the
+        # runtime then restarts just that container. Part of the same write, and only when an image differs.
+        containers = synced_container_images(pod["spec"]["containers"], (gs.get("spec") or {}).get("containers"))
+        if containers is not None:
+            pod_patch = {**(pod_patch or {}), "spec": {"containers": containers}}
+            log.info("container image from the GameServer", extra={"gs": name, "containers": [
+                c["name"] for c, old in zip(containers, pod["spec"]["containers"], strict=True)
+                if c.get("image") != old.get("image")]})
         if pod_patch is not None:
             pod = await self.store.patch(
                 "Pod", namespace, name, pod_patch, resource_version=pod["metadata"]["resourceVersion"]
@@ -72,6 +81,13 @@ class GameServerController:
                     extra={"gs": name, "gss": gss["metadata"]["name"], "qualities": result.acted,
                            "changes": result.patch["spec"]},
                 )
+        for decision in result.decisions:
+            # One line per decision, whatever it led to, so a log search answers "why is this server X".
+            log.info(
+                "service quality decision",
+                extra={"gss": gss["metadata"]["name"], "gs": name, "quality": decision["quality"],
+                       "status": decision["status"], "result": decision["result"], "action": decision["action"]},
+            )
         for event in result.events:
             await self.store.record_event(gs, event.type, event.reason, event.message)
         if result.status is not None:

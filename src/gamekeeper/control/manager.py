@@ -49,6 +49,8 @@ class ControllerManager:
         self.workload_queue = WorkQueue("workload", self.workloads.reconcile, observe_reconcile)
         self.gs_queue = WorkQueue("gameserver", self.gameservers.reconcile, observe_reconcile)
         self.probe_queue = WorkQueue("prober", self.prober.sync_pod, observe_reconcile)
+        # minReadySeconds: a pod that is Ready but not yet available is looked at again when it will be.
+        self.workloads.requeue_after = self.workload_queue.add_after
         self.pod_listeners = pod_listeners or []
         self.change_listeners = change_listeners or []
         self.ready = asyncio.Event()

@@ -171,6 +171,8 @@ class GameServerSync:
     status: dict[str, Any] | None
     events: list[Event]
     acted: list[str]
+    # One entry per quality whose probe output changed: quality, time, status, result, action taken.
+    decisions: list[dict[str, Any]] = field(default_factory=list)
 
 
 def _pod_normal(pod: Mapping[str, Any]) -> dict[str, Any]:
@@ -257,7 +259,7 @@ def pod_to_gs(
         new_status["opsStateHistory"] = timeline
     compare = {k: v for k, v in status.items() if k != "lastTransitionTime"}
     status_out = None if compare == new_status else {**new_status, "lastTransitionTime": format_time(now)}
-    return GameServerSync(patch or None, status_out, outcome.events, outcome.acted)
+    return GameServerSync(patch or None, status_out, outcome.events, outcome.acted, outcome.history)
 
 
 def _quality_history(

@@ -10,12 +10,24 @@
   of running).
 - Deletion: SIGTERM to the process group, SIGKILL after the grace period, then any process still working
   in the pod's directories (a daemon that left the group, such as a detached player client) is killed too.
+  Each pod is stopped in its own task, so many pods deleted at once (a rollout, a scale-in) stop in parallel.
+- Changed definitions (what makes in-place updates work): every start records a hash of what the container
+  was started from (image, command, args, env, workingDir) in `.<container>.spec` beside its log. When the pod
+  record's container differs from that, kubelet-like, only that container is stopped (TERM, KILL after the
+  grace period, strays in its directory killed) and started again at once, whatever the restartPolicy, with a
+  fresh back-off; its restartCount goes up and its lastState shows how it ended. The other containers, the pod
+  record, its conditions and its log files are untouched. A new *image* also means a new working directory
+  (a fresh copy of the image, as a new container gets a fresh filesystem); a new command or environment keeps
+  the directory. `containerStatuses[].image` is the image the container really runs, so a controller can tell
+  when an update has been carried out.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
+import json
 import logging
 import os
 import re
@@ -23,7 +35,7 @@ import shutil
 import signal
 import socket
 import subprocess
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -87,6 +99,15 @@ def alive(cid: str | None) -> bool:
     return parsed is not None and process_start_time(parsed[0]) == parsed[1]
 
 
+def container_spec_hash(spec: Mapping[str, Any]) -> str:
+    """What a running container was made from; when it changes, kubelet restarts the container (its "hash").
+
+    Only what shapes the process counts: ports, probes or resources changing restart nothing here.
+    """
+    data = {key: spec.get(key) for key in ("image", "command", "args", "env", "workingDir")}
+    return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
+
+
 def pod_dir(state_dir: Path, namespace: str, name: str) -> Path:
     return state_dir / "pods" / namespace / name
 
@@ -117,6 +138,10 @@ class LocalPaths:
     def exit_file(self, pod: Mapping[str, Any], container: str) -> Path:
         meta = pod["metadata"]
         return pod_dir(self.state_dir, meta["namespace"], meta["name"]) / f".{container}.exit"
+
+    def spec_file(self, pod: Mapping[str, Any], container: str) -> Path:
+        meta = pod["metadata"]
+        return pod_dir(self.state_dir, meta["namespace"], meta["name"]) / f".{container}.spec"
 
 
 def container_environment(pod: Mapping[str, Any], container: Mapping[str, Any], images: ImageMap) -> dict[str, str]:
@@ -256,6 +281,10 @@ class _Container:
     started_mono: float = 0.0
     pidfd: int | None = None
     child: subprocess.Popen[bytes] | None = None
+    spec_hash: str | None = None  # container_spec_hash of what it was last started from (None: unknown)
+    image: str | None = None  # the image it was last started from
+    replacing: bool = False  # stopped because its definition changed: start again at once
+    stop_task: asyncio.Task[None] | None = None
 
 
 @dataclass
@@ -304,18 +333,31 @@ class LocalKubelet:
             self.enqueue(*key)
 
     async def run(self) -> None:
-        await self.resync()
-        while True:
-            key = await self._queue.get()
-            self._queued.discard(key)
-            try:
-                await self.sync_pod(*key)
-            except Conflict:
-                self.enqueue(*key)
-            except Exception:
-                log.exception("syncing pod %s/%s failed", *key)
-                loop = asyncio.get_running_loop()
-                loop.call_later(2.0, self.enqueue, *key)
+        try:
+            await self.resync()
+            while True:
+                key = await self._queue.get()
+                self._queued.discard(key)
+                try:
+                    await self.sync_pod(*key)
+                except Conflict:
+                    self.enqueue(*key)
+                except Exception:
+                    log.exception("syncing pod %s/%s failed", *key)
+                    loop = asyncio.get_running_loop()
+                    loop.call_later(2.0, self.enqueue, *key)
+        finally:
+            # Stops in progress are abandoned: the next controller adopts those pods and finishes the job.
+            tasks = list(self._tasks)
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+    def _spawn(self, coro: Coroutine[Any, Any, None], name: str) -> asyncio.Task[None]:
+        task = asyncio.get_running_loop().create_task(coro, name=name)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
 
     # -- one pod ------------------------------------------------------------------------------------------
 
@@ -336,7 +378,10 @@ class LocalKubelet:
             state = self._adopt(pod)
             self.pods[key] = state
         if meta.get("deletionTimestamp"):
-            await self._terminate(pod, state)
+            if not state.stopping:
+                # In its own task: a grace period of one pod must not hold up every other pod.
+                state.stopping = True
+                self._spawn(self._terminate(pod, state), f"terminate {namespace}/{name}")
             return
         if FINALIZER not in (meta.get("finalizers") or []):
             pod = await self.store.patch(
@@ -348,13 +393,24 @@ class LocalKubelet:
         now_mono = asyncio.get_running_loop().time()
         for spec in pod["spec"]["containers"]:
             c = state.containers.setdefault(spec["name"], _Container(spec["name"]))
+            if c.stop_task is not None:
+                continue  # being stopped for a new definition: started again once it is down
+            changed = c.spec_hash is not None and c.spec_hash != container_spec_hash(spec)
             if c.cid and alive(c.cid):
+                if changed:
+                    log.info("container %s of %s changed (%s): restarting it", c.name, name,
+                             self._what_changed(c, spec))
+                    c.replacing = True
+                    c.stop_task = self._spawn(self._stop_for_change(pod, c), f"restart {namespace}/{name}/{c.name}")
                 continue
             if c.cid:  # it ended while nobody was watching (or just now)
                 self._record_exit(pod, c)
-            if c.terminated is not None and not self._may_restart(policy, c.terminated.get("exitCode", 1)):
+            if c.replacing:
+                pass  # stopped because its definition changed: kubelet starts it again whatever restartPolicy says
+            elif c.terminated is not None and not self._may_restart(policy, c.terminated.get("exitCode", 1)):
                 continue
-            if c.terminated is not None and now_mono < c.retry_at:
+            elif c.terminated is not None and now_mono < c.retry_at and not changed:
+                # (A changed definition is a new container to kubelet, with a back-off of its own: start it now.)
                 c.waiting = {
                     "reason": "CrashLoopBackOff",
                     "message": f"back-off {c.backoff:g}s restarting failed container={c.name} pod={name}",
@@ -373,14 +429,46 @@ class LocalKubelet:
     def _may_restart(policy: str, exit_code: int) -> bool:
         return policy == "Always" or (policy == "OnFailure" and exit_code != 0)
 
+    @staticmethod
+    def _what_changed(c: _Container, spec: Mapping[str, Any]) -> str:
+        if c.image is not None and c.image != (spec.get("image") or ""):
+            return f"image {c.image} -> {spec.get('image')}"
+        return "command, args, env or workingDir"
+
+    @staticmethod
+    def _grace(pod: Obj) -> float:
+        grace = pod["spec"].get("terminationGracePeriodSeconds")
+        return 30.0 if grace is None else float(grace)
+
+    def _read_spec_record(self, pod: Obj, container: str) -> dict[str, Any] | None:
+        try:
+            data = json.loads(self.paths.spec_file(pod, container).read_text())
+        except (OSError, ValueError):
+            return None
+        return data if isinstance(data, dict) else None
+
+    def _write_spec_record(self, pod: Obj, container: str, digest: str, image: str) -> None:
+        path = self.paths.spec_file(pod, container)
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_text(json.dumps({"hash": digest, "image": image}) + "\n")
+        tmp.replace(path)
+
     def _adopt(self, pod: Obj) -> _Pod:
         """Rebuild what we know from the pod's status; live processes are re-adopted, never started twice."""
         meta = pod["metadata"]
         status = pod.get("status") or {}
         state = _Pod(meta["namespace"], meta["name"], meta["uid"], start_time=status.get("startTime"))
+        specs = {spec["name"]: spec for spec in pod["spec"]["containers"]}
         for cs in status.get("containerStatuses") or []:
             c = _Container(cs["name"], restart_count=cs.get("restartCount", 0), last_state=cs.get("lastState") or {})
             running = (cs.get("state") or {}).get("running")
+            record = self._read_spec_record(pod, c.name)
+            if record is not None:
+                c.spec_hash, c.image = record.get("hash"), record.get("image")
+            elif running and c.name in specs:
+                # Started by a version that kept no record: take it to run what the pod says, so that upgrading
+                # the controller restarts nothing; a later change is then noticed as usual.
+                c.spec_hash, c.image = container_spec_hash(specs[c.name]), cs.get("image")
             if running and alive(cs.get("containerID")):
                 c.cid = cs["containerID"]
                 c.started_at = running.get("startedAt")
@@ -397,9 +485,19 @@ class LocalKubelet:
         return state
 
     def _start(self, pod: Obj, spec: Mapping[str, Any], c: _Container) -> None:
-        image = self.images.resolve(spec.get("image") or "")
+        reference = spec.get("image") or ""
+        image = self.images.resolve(reference)
         argv = entrypoint(spec, self.images, container_environment(pod, spec, self.images))
         workdir = self.paths.workdir(pod, c.name)
+        record = self._read_spec_record(pod, c.name)
+        previous = record.get("image") if record is not None else c.image
+        if workdir.exists() and previous is not None and previous != reference:
+            # A new image is a new container filesystem: a fresh copy replaces the old one (the log, kept beside
+            # the directory, goes on).
+            kill_processes_under(workdir)
+            shutil.rmtree(workdir)
+            log.info("container %s of %s: new image %s, new working directory", c.name, pod["metadata"]["name"],
+                     reference)
         if not workdir.exists():
             workdir.parent.mkdir(parents=True, exist_ok=True)
             shutil.copytree(image.directory, workdir, symlinks=True)
@@ -423,6 +521,11 @@ class LocalKubelet:
                 close_fds=True,
             )
         start = process_start_time(proc.pid)
+        digest = container_spec_hash(spec)
+        self._write_spec_record(pod, c.name, digest, reference)
+        if c.spec_hash is not None and c.spec_hash != digest:
+            c.backoff = -1.0  # a new definition starts with a back-off of its own
+        c.spec_hash, c.image, c.replacing = digest, reference, False
         c.child = proc
         c.cid = container_id(proc.pid, start or 0)
         c.started_at = format_time(self.clock())
@@ -490,47 +593,77 @@ class LocalKubelet:
             "finishedAt": format_time(self.clock()),
             "containerID": c.cid,
         }
-        log.warning("container %s of %s exited with code %d", c.name, pod["metadata"]["name"], code)
+        if c.replacing:
+            log.info("container %s of %s stopped for its new definition (code %d)", c.name, pod["metadata"]["name"],
+                     code)
+        else:
+            log.warning("container %s of %s exited with code %d", c.name, pod["metadata"]["name"], code)
         c.cid, c.child = None, None
 
     # -- stopping -----------------------------------------------------------------------------------------
 
     async def _terminate(self, pod: Obj, state: _Pod) -> None:
-        if state.stopping:
-            return
-        state.stopping = True
-        grace = pod["spec"].get("terminationGracePeriodSeconds")
-        await self._stop_all(state, grace=30 if grace is None else grace)
-        with contextlib.suppress(OSError):
-            shutil.rmtree(pod_dir(self.paths.state_dir, state.namespace, state.name))
-        self.pods.pop((state.namespace, state.name), None)
-        meta = pod["metadata"]
-        finalizers = [f for f in meta.get("finalizers") or [] if f != FINALIZER]
-        with contextlib.suppress(NotFound):
-            current = await self.store.get("Pod", state.namespace, state.name)
-            if current is not None and current["metadata"]["uid"] == state.uid:
-                await self.store.patch(
-                    "Pod", state.namespace, state.name, {"metadata": {"finalizers": finalizers or None}}
-                )
+        key = (state.namespace, state.name)
+        try:
+            await self._stop_all(state, grace=self._grace(pod))
+            with contextlib.suppress(OSError):
+                shutil.rmtree(pod_dir(self.paths.state_dir, state.namespace, state.name))
+            if self.pods.get(key) is state:
+                self.pods.pop(key)
+            meta = pod["metadata"]
+            finalizers = [f for f in meta.get("finalizers") or [] if f != FINALIZER]
+            with contextlib.suppress(NotFound):
+                current = await self.store.get("Pod", state.namespace, state.name)
+                if current is not None and current["metadata"]["uid"] == state.uid:
+                    await self.store.patch(
+                        "Pod", state.namespace, state.name, {"metadata": {"finalizers": finalizers or None}}
+                    )
+        except Exception:
+            log.exception("stopping pod %s/%s failed", *key)
+            state.stopping = False
+            asyncio.get_running_loop().call_later(2.0, self.enqueue, *key)
 
-    async def _stop_all(self, state: _Pod, grace: float) -> None:
-        pids = []
-        for c in state.containers.values():
+    async def _stop_for_change(self, pod: Obj, c: _Container) -> None:
+        """Stop one container whose definition changed; sync_pod starts the new one when this is done."""
+        key = (pod["metadata"]["namespace"], pod["metadata"]["name"])
+        try:
             parsed = parse_container_id(c.cid)
-            if parsed and alive(c.cid):
-                pids.append(parsed[0])
-                with contextlib.suppress(ProcessLookupError, PermissionError):
-                    os.killpg(parsed[0], signal.SIGTERM)
+            if parsed is not None and alive(c.cid):
+                await self._signal_and_wait([parsed[0]], [c], self._grace(pod))
+            # Like a container's end: nothing started in it outlives it (and the new one may get a fresh copy).
+            kill_processes_under(self.paths.workdir(pod, c.name))
+        finally:
+            c.stop_task = None
+            self.enqueue(*key)
+
+    @staticmethod
+    async def _signal_and_wait(pids: list[int], containers: Sequence[_Container], grace: float) -> None:
+        """SIGTERM to each process group, SIGKILL to those still there after `grace` seconds."""
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(pid, signal.SIGTERM)
         loop = asyncio.get_running_loop()
         deadline = loop.time() + grace
         while pids and loop.time() < deadline and any(process_start_time(p) is not None for p in pids):
-            for c in state.containers.values():
+            for c in containers:
                 if c.child is not None:
                     c.child.poll()
             await asyncio.sleep(0.1)
         for pid in pids:
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(pid, signal.SIGKILL)
+
+    async def _stop_all(self, state: _Pod, grace: float) -> None:
+        for c in state.containers.values():
+            if c.stop_task is not None:
+                c.stop_task.cancel()
+        pids = []
+        for c in state.containers.values():
+            parsed = parse_container_id(c.cid)
+            if parsed and alive(c.cid):
+                pids.append(parsed[0])
+        await self._signal_and_wait(pids, list(state.containers.values()), grace)
+        loop = asyncio.get_running_loop()
         for c in state.containers.values():
             if c.pidfd is not None:
                 with contextlib.suppress(Exception):
@@ -565,7 +698,10 @@ class LocalKubelet:
                 any_started = True
             entry: dict[str, Any] = {
                 "name": spec["name"],
-                "image": spec.get("image", ""),
+                # As kubelet: the image of the container that runs (or ran), which differs from the spec's
+                # while a changed container has not been restarted yet.
+                "image": (c.image if c.image is not None and (c.cid or c.terminated is not None)
+                          else spec.get("image", "")),
                 "ready": bool(c.cid),
                 "started": bool(c.cid),
                 "restartCount": c.restart_count,
