@@ -11,15 +11,18 @@ import logging
 import os
 import signal
 import sys
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
+from gamekeeper.api.loading import InvalidObject
 from gamekeeper.kube.client import KubeClient
 from gamekeeper.kube.leader import LeadershipLost, LeaseTiming
 from gamekeeper.kube.manifests import DEFAULT_IMAGE, DEFAULT_NAMESPACE, NAME, InstallOptions, all_manifests, to_yaml
 from gamekeeper.kube.operator import OperatorConfig, ProbeChoice, default_identity, run_operator
 from gamekeeper.kube.resources import resource_for
+from gamekeeper.observe.notify_config import load_notify_config
 from gamekeeper.observe.server import parse_address
 from gamekeeper.ports.store import StoreError
 
@@ -97,9 +100,18 @@ def operator(
         show_default=False)] = None,
     log_level: Annotated[str, typer.Option(help="debug, info, warning, error")] = "info",
     log_format: Annotated[str, typer.Option(help="text or json")] = "text",
+    notify: Annotated[Path | None, typer.Option(
+        "--notify", help="Send events to the sinks in this YAML file (see docs/notifications.md).",
+        show_default=False)] = None,
 ) -> None:
     """Run the controllers against the Kubernetes API (in a pod: in-cluster credentials)."""
     _setup_logging(log_level, log_format)
+    notify_config = None
+    if notify is not None:
+        try:
+            notify_config = load_notify_config(notify)
+        except InvalidObject as err:
+            raise _fail("\n".join(err.problems), 2) from None
     if probe not in ("auto", "kruise", "exec"):
         raise _fail(f"--probe must be auto, kruise or exec (got {probe!r})", 2)
     try:
@@ -117,7 +129,7 @@ def operator(
         lease_namespace=lease_namespace or os.environ.get("POD_NAMESPACE") or DEFAULT_NAMESPACE,
         identity=identity or default_identity(), timing=timing, resync_seconds=resync,
         exec_concurrency=exec_concurrency, health_host=health_host, health_port=health_port,
-        metrics_addr=metrics_addr,
+        metrics_addr=metrics_addr, notify=notify_config,
     )
 
     async def main() -> None:

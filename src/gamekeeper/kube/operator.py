@@ -18,9 +18,11 @@ import contextlib
 import logging
 import os
 import socket
+import tempfile
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any, Literal
 
 from aiohttp import web
@@ -34,6 +36,9 @@ from gamekeeper.kube.ppm import PodProbeMarkerController
 from gamekeeper.kube.resources import POD_PROBE_MARKER
 from gamekeeper.kube.runtime import KubeExecRuntime
 from gamekeeper.kube.store import KubeStore
+from gamekeeper.observe.event_tap import EventTap
+from gamekeeper.observe.notify import Notifier
+from gamekeeper.observe.notify_config import NotifyConfig
 from gamekeeper.observe.wiring import Observability
 from gamekeeper.ports.store import Change, Store
 
@@ -70,6 +75,7 @@ class OperatorConfig:
     watch_timeout: int = 300
     tick_seconds: float = 1.0
     metrics_addr: str | None = None  # host:port for /metrics (the leader's; a standby has none)
+    notify: NotifyConfig | None = None  # notification sinks for the events the controllers record
 
 
 async def detect_probe_path(client: KubeClient, choice: ProbeChoice) -> tuple[ProbePath, str]:
@@ -266,8 +272,15 @@ class Operator:
         await store.start()
         self.runtime = KubeExecRuntime(self.client, cfg.exec_concurrency, cfg.exec_jitter_seconds)
         observability = Observability(store, self.clock) if cfg.metrics_addr else None
+        controller_store: Store = store
+        if cfg.notify is not None:
+            notifier = Notifier(cfg.notify, dead_letter=cfg.notify.dead_letter_file
+                                or Path(tempfile.gettempdir()) / "gamekeeper-notify-dead-letter.jsonl")
+            controller_store = EventTap(store, notifier, self.clock)
+            tasks.append(asyncio.create_task(_run_notifier(notifier), name="notify"))
+            log.info("notifications on: %s", ", ".join(f"{s.name} ({s.type})" for s in cfg.notify.sinks))
         manager = ControllerManager(
-            store, self.runtime, self.clock, resync_seconds=cfg.resync_seconds,
+            controller_store, self.runtime, self.clock, resync_seconds=cfg.resync_seconds,
             change_listeners=[observability.on_change] if observability else None,
             observe_reconcile=observability.observe_reconcile if observability else None,
         )
@@ -292,6 +305,14 @@ class Operator:
         await manager.ready.wait()
         self.acting.set()
         log.info("controllers running (%s)", f"namespace {cfg.namespace}" if cfg.namespace else "all namespaces")
+
+
+async def _run_notifier(notifier: Notifier) -> None:
+    await notifier.start()
+    try:
+        await asyncio.Event().wait()
+    finally:
+        await notifier.aclose(5.0)  # what is still queued after that goes to the dead-letter file
 
 
 async def _keys(store: Store, *kinds: str) -> list[tuple[str, str]]:
