@@ -65,8 +65,10 @@ def test_unhealthy_server_turns_maintaining_with_a_warning_event(fleet: Fleet) -
     fleet.apply_yaml(seed_yaml("demo-gs.yaml"))
     names = ["demo-gs-0", "demo-gs-1", "demo-gs-2"]
     fleet.wait_gs(
-        "all healthy servers None",
-        lambda gs: all(n in gs and state(gs[n]) == "Ready" and ops(gs[n]) == "None" for n in names),
+        "all healthy servers None, by the probe's verdict (None is also the initial opsState)",
+        lambda gs: all(n in gs and state(gs[n]) == "Ready" and ops(gs[n]) == "None"
+                       and gs[n]["status"]["serviceQualitiesConditions"][0].get("result") == "healthy"
+                       for n in names),
     )
     assert table_rows(fleet.gk("get", "gs").stdout) == [
         ["demo-gs-0", "Ready", "None", "0", "0"],

@@ -61,6 +61,12 @@ def _state(gs: dict[str, Any]) -> str:
     return str((gs.get("status") or {}).get("currentState"))
 
 
+def _result(gs: dict[str, Any]) -> str | None:
+    """The last probe result of the first service quality, or None before the first probe reported."""
+    conditions = (gs.get("status") or {}).get("serviceQualitiesConditions") or [{}]
+    return conditions[0].get("result") if "status" in conditions[0] else None
+
+
 def idle_scenario(state_dir: Path, examples: Path) -> None:
     print("# Scenario 1: idle game servers are WaitToBeDeleted, and scale-in removes them first\n")
     _gk(state_dir, "up", "-d", str(examples / "minecraft.yaml"))
@@ -82,8 +88,10 @@ def healthy_scenario(state_dir: Path, examples: Path) -> None:
     print("# Scenario 2: an unhealthy game server turns Maintaining and raises a Warning event\n")
     _gk(state_dir, "up", "-d", str(examples / "demo-gs.yaml"))
     names = ["demo-gs-0", "demo-gs-1", "demo-gs-2"]
-    _wait(state_dir, "every game server is Ready and None (probe: healthy)",
-          lambda gs: all(n in gs and _state(gs[n]) == "Ready" and _ops(gs[n]) == "None" for n in names))
+    # None is also the opsState a new GameServer starts with: wait for the probe's own verdict.
+    _wait(state_dir, "the probe has found every game server healthy (after initialDelaySeconds: 10 s)",
+          lambda gs: all(n in gs and _state(gs[n]) == "Ready" and _ops(gs[n]) == "None"
+                         and _result(gs[n]) == "healthy" for n in names))
     _gk(state_dir, "get", "gs")
     _gk(state_dir, "exec", "demo-gs-0", "--", "./fault.sh")
     _wait(state_dir, "demo-gs-0 turns Maintaining", lambda gs: _ops(gs.get("demo-gs-0", {})) == "Maintaining")
