@@ -7,6 +7,7 @@ write afterwards.
 
 from __future__ import annotations
 
+import difflib
 import json
 import re
 from collections.abc import Iterable
@@ -212,6 +213,9 @@ def validate_object(doc: Any, source: str = "") -> LoadedObject:
         raise InvalidObject(problems)
     body = parsed.dump()
     body.setdefault("metadata", {})["namespace"] = namespace
+    refused = semantic_problems(str(kind), body)
+    if refused:
+        raise InvalidObject([prefix + p for p in refused])
     return LoadedObject(
         kind=str(kind), namespace=namespace, name=str(name), body=body, source=source,
         warnings=[prefix + w for w in semantic_warnings(str(kind), body)],
@@ -236,7 +240,115 @@ def semantic_warnings(kind: str, body: dict[str, Any]) -> list[str]:
                     f"spec.serviceQualities[{i}].serviceQualityAction[{j}].opsState: {_show(ops)} is a custom "
                     f"opsState (known: {', '.join(KNOWN_OPS_STATES)}); it ranks like None on scale-in"
                 )
+    out.extend(network_checks(body["spec"])[1])
     return out
+
+
+def semantic_problems(kind: str, body: dict[str, Any]) -> list[str]:
+    """Valid by the schema, but refused: it could not work here (the object is not applied)."""
+    if kind != "GameServerSet":
+        return []
+    return network_checks(body["spec"])[0]
+
+
+# --- spec.network ------------------------------------------------------------------------------------------
+
+# What embedded mode can run; a cluster runs whichever OpenKruiseGame plugins it has installed.
+EMBEDDED_NETWORK_TYPES = ("Kubernetes-HostPort",)
+HOST_PORT_PARAMETERS = ("ContainerPorts",)
+NETWORK_PROTOCOLS = ("TCP", "UDP", "TCPUDP")
+SAME_AS_HOST = "SameAsHost"
+
+
+def parse_container_ports(value: str) -> tuple[str, list[tuple[int | None, str]]]:
+    """Kubernetes-HostPort's `ContainerPorts` value: `containerName:port1/protocol1,port2/protocol2,...`.
+
+    As upstream: the protocol is TCP when left out, `TCPUDP` is TCP and UDP on one host port, and the port may be
+    `SameAsHost` (returned as None: the container port is the host port allocated). Unlike upstream, which skips
+    what it cannot read, a malformed value raises ValueError saying what is wrong.
+    """
+    name, sep, ports = value.partition(":")
+    if not sep or not name or not ports or ":" in ports:
+        raise ValueError(f"{_show(value)}: expected containerName:port/protocol,... (e.g. game:7777/UDP)")
+    out: list[tuple[int | None, str]] = []
+    for item in ports.split(","):
+        port_text, slash, protocol = item.partition("/")
+        if not slash:
+            protocol = "TCP"
+        port: int | None
+        if port_text == SAME_AS_HOST:
+            port = None
+        elif port_text.isdigit() and 1 <= int(port_text) <= 65535:
+            port = int(port_text)
+        else:
+            raise ValueError(f"{_show(value)}: port {_show(port_text)} is not a number from 1 to 65535 or "
+                             f"{SAME_AS_HOST}")
+        if protocol not in NETWORK_PROTOCOLS:
+            hint = ""
+            if protocol.upper() in NETWORK_PROTOCOLS:
+                hint = f" (protocol names are upper-case: {protocol.upper()})"
+            elif protocol.upper() == "SCTP":
+                hint = " (SCTP is not forwarded in embedded mode)"
+            raise ValueError(f"{_show(value)}: protocol {_show(protocol)} is not one of "
+                             f"{', '.join(NETWORK_PROTOCOLS)}{hint}")
+        out.append((port, protocol))
+    return name, out
+
+
+def network_checks(spec: dict[str, Any]) -> tuple[list[str], list[str]]:
+    """(problems, warnings) of a GameServerSet's `spec.network` for embedded mode."""
+    network = spec.get("network")
+    if not isinstance(network, dict):
+        return [], []
+    problems: list[str] = []
+    warnings: list[str] = []
+    supported = ", ".join(EMBEDDED_NETWORK_TYPES)
+    network_type = network.get("networkType")
+    if not network_type:
+        problems.append(f"spec.network.networkType: required when spec.network is set (supported in embedded "
+                        f"mode: {supported})")
+        return problems, warnings
+    if network_type not in EMBEDDED_NETWORK_TYPES:
+        close = [t for t in EMBEDDED_NETWORK_TYPES if t.lower() == str(network_type).lower()]
+        hint = f"; did you mean {_show(close[0])}? (networkType is case-sensitive)" if close else (
+            "; other types need their cloud provider's OpenKruiseGame plugin in a Kubernetes cluster")
+        problems.append(f"spec.network.networkType: {_show(network_type)} is not supported in embedded mode "
+                        f"(supported: {supported}){hint}")
+        return problems, warnings
+    containers = [c.get("name") for c in spec["gameServerTemplate"]["spec"]["containers"]]
+    seen: dict[str, int] = {}
+    for i, param in enumerate(network.get("networkConf") or []):
+        where = f"spec.network.networkConf[{i}]"
+        if param.get("name") not in HOST_PORT_PARAMETERS:
+            close = difflib.get_close_matches(str(param.get("name")), HOST_PORT_PARAMETERS, n=1, cutoff=0.6)
+            hint = f"; did you mean {_show(close[0])}?" if close else ""
+            warnings.append(f"{where}.name: {_show(param.get('name'))} is not a {network_type} parameter (known: "
+                            f"{', '.join(HOST_PORT_PARAMETERS)}){hint}; it is ignored")
+            continue
+        try:
+            container, ports = parse_container_ports(str(param.get("value")))
+        except ValueError as err:
+            problems.append(f"{where}.value: {err}")
+            continue
+        if container not in containers:
+            problems.append(f"{where}.value: container {_show(container)} is not in spec.gameServerTemplate "
+                            f"(containers: {', '.join(str(c) for c in containers)})")
+        if container in seen:
+            problems.append(f"{where}.value: container {_show(container)} already has ContainerPorts in "
+                            f"networkConf[{seen[container]}] (upstream would silently keep only the last)")
+        seen[container] = i
+        taken: set[tuple[int, str]] = set()
+        for port, protocol in ports:
+            for single in (("TCP", "UDP") if protocol == "TCPUDP" else (protocol,)):
+                if port is not None and (port, single) in taken:
+                    problems.append(f"{where}.value: {port}/{single} is listed twice")
+                if port is not None:
+                    taken.add((port, single))
+    if not seen and not problems:
+        warnings.append(f"spec.network.networkConf: no ContainerPorts: {network_type} allocates no host port and "
+                        "the network never becomes Ready (as upstream); add e.g. {name: ContainerPorts, value: "
+                        f"\"{containers[0]}:7777/TCP\"}}")
+    return problems, warnings
 
 
 def load_documents(text: str, source: str) -> list[LoadedObject]:

@@ -9,7 +9,7 @@ from typing import Any
 import yaml
 
 from gamekeeper.api.times import parse_time
-from gamekeeper.cli.printing import human_duration, table
+from gamekeeper.cli.printing import human_duration, ports_text, table
 from gamekeeper.ports.store import EventRecord
 
 
@@ -79,6 +79,10 @@ def describe_gs(
     for cond in status.get("conditions") or []:
         reason = f" ({cond.get('reason')}: {cond.get('message', '')})" if cond.get("reason") else ""
         lines.append(f"  Condition {cond['type']}: {cond['status']}{reason}")
+    network = status.get("networkStatus")
+    if network:
+        lines.append(f"  Network:            {network.get('networkType')}  desired={network.get('desiredNetworkState')}"
+                     f"  current={network.get('currentNetworkState')}  ports={ports_text(network)}")
     if pod is not None:
         lines.append("Containers:")
         for cs in (pod.get("status") or {}).get("containerStatuses") or []:

@@ -30,6 +30,7 @@ from gamekeeper.embedded.fleet import (
     EmbeddedController,
     read_config,
     remember_images,
+    resolve_host_ports,
     resolve_state_dir,
     running_controller_pid,
     stop_controller,
@@ -71,6 +72,18 @@ MetricsAddr = Annotated[
     str | None,
     typer.Option("--metrics-addr", help="Serve /metrics, /healthz and /readyz on HOST:PORT (e.g. 127.0.0.1:9090).",
                  show_default=False),
+]
+HostPortRange = Annotated[
+    str | None,
+    typer.Option("--host-port-range", metavar="FIRST-LAST", show_default=False,
+                 help="Host ports for networkType Kubernetes-HostPort (default: $GAMEKEEPER_HOST_PORT_RANGE or "
+                 "8000-9000); see docs/network.md."),
+]
+HostPortAddress = Annotated[
+    str | None,
+    typer.Option("--host-port-address", metavar="ADDR", show_default=False,
+                 help="Where host ports listen, and the address networkStatus shows (default: "
+                 "$GAMEKEEPER_HOST_PORT_ADDRESS or 0.0.0.0, shown as 127.0.0.1)."),
 ]
 NotifyFile = Annotated[
     Path | None,
@@ -249,14 +262,19 @@ def _load_notify(path: Path | None) -> NotifyConfig | None:
 
 
 def _run_controller(
-    sd: Path, images: ImageMap, live: bool, metrics_addr: str | None = None, notify: NotifyConfig | None = None
+    sd: Path, images: ImageMap, live: bool, metrics_addr: str | None = None, notify: NotifyConfig | None = None,
+    host_port_range: str | None = None, host_port_address: str | None = None,
 ) -> None:
     if metrics_addr:
         try:
             parse_address(metrics_addr)
         except ValueError as e:
             raise fail(f"--metrics-addr: {e}") from None
-    controller = EmbeddedController(sd, images, metrics_addr=metrics_addr, notify=notify)
+    try:
+        controller = EmbeddedController(sd, images, metrics_addr=metrics_addr, notify=notify,
+                                        host_port_range=host_port_range, host_port_address=host_port_address)
+    except ValueError as e:
+        raise fail(str(e)) from None
 
     async def main() -> None:
         stop = asyncio.Event()
@@ -310,13 +328,16 @@ def serve(
     log_format: Annotated[str, typer.Option(help="text or json")] = "text",
     metrics_addr: MetricsAddr = None,
     notify: NotifyFile = None,
+    host_port_range: HostPortRange = None,
+    host_port_address: HostPortAddress = None,
 ) -> None:
     """Run the controller in the foreground (no table). Game servers survive its exit."""
     sd = resolve_state_dir(state_dir)
     image_map = _images(sd, images, [], required=True)
     notify_config = _load_notify(notify)
     _setup_logging(log_level, log_format)
-    _run_controller(sd, image_map, live=False, metrics_addr=metrics_addr, notify=notify_config)
+    _run_controller(sd, image_map, live=False, metrics_addr=metrics_addr, notify=notify_config,
+                    host_port_range=host_port_range, host_port_address=host_port_address)
 
 
 @app.command()
@@ -327,9 +348,15 @@ def up(
     detach: Annotated[bool, typer.Option("--detach", "-d", help="Run the controller in the background.")] = False,
     metrics_addr: MetricsAddr = None,
     notify: NotifyFile = None,
+    host_port_range: HostPortRange = None,
+    host_port_address: HostPortAddress = None,
 ) -> None:
     """Apply FILES, then run the controller with a live table (Ctrl-C stops the controller only)."""
     sd = resolve_state_dir(state_dir)
+    try:
+        resolve_host_ports(host_port_range, host_port_address)  # before anything is applied
+    except ValueError as e:
+        raise fail(str(e)) from None
     notify_config = _load_notify(notify)  # before anything is applied: a bad --notify file changes nothing
     objects = _load_files(files, sd, images)
     state = SqliteState(sd)
@@ -341,20 +368,27 @@ def up(
         print(f"controller already running (pid {running_controller_pid(sd)})")
         return
     if detach:
-        pid = start_background_controller(sd, image_map, metrics_addr, notify.resolve() if notify else None)
+        pid = start_background_controller(sd, image_map, metrics_addr, notify.resolve() if notify else None,
+                                          host_port_range, host_port_address)
         print(f"controller started in the background (pid {pid}); logs: {sd / 'controller.log'}")
         return
     _setup_logging("warning", "text", open(sd / "controller.log", "a"))  # noqa: SIM115 - lives as long as the process
-    _run_controller(sd, image_map, live=True, metrics_addr=metrics_addr, notify=notify_config)
+    _run_controller(sd, image_map, live=True, metrics_addr=metrics_addr, notify=notify_config,
+                    host_port_range=host_port_range, host_port_address=host_port_address)
 
 
 def start_background_controller(
-    sd: Path, image_map: ImageMap, metrics_addr: str | None = None, notify: Path | None = None
+    sd: Path, image_map: ImageMap, metrics_addr: str | None = None, notify: Path | None = None,
+    host_port_range: str | None = None, host_port_address: str | None = None,
 ) -> int:
     log_file = open(sd / "controller.log", "ab")  # noqa: SIM115 - handed to the child
     cmd = [sys.executable, "-m", "gamekeeper", "serve", "--state-dir", str(sd)]
     if metrics_addr:
         cmd += ["--metrics-addr", metrics_addr]
+    if host_port_range:
+        cmd += ["--host-port-range", host_port_range]
+    if host_port_address:
+        cmd += ["--host-port-address", host_port_address]
     if notify is not None:
         cmd += ["--notify", str(notify)]  # the child inherits the environment, so urlFrom: {env: …} resolves
     if image_map.source is not None:

@@ -89,13 +89,28 @@ def gs_row(gs: dict[str, Any], now: datetime, wide: bool = False, pod: dict[str,
         row += [
             (gs["metadata"].get("labels") or {}).get(OWNER_GSS_KEY, "<none>"),
             str(restarts),
+            ports_text(status.get("networkStatus")),
             results or "<none>",
         ]
     return row
 
 
+def ports_text(network: dict[str, Any] | None) -> str:
+    """networkStatus as `EXTERNAL_IP:PORT->CONTAINER_PORT/PROTOCOL`, comma-separated (docker ps style)."""
+    internal = {
+        (p.get("name"), p.get("protocol")): p.get("port")
+        for address in (network or {}).get("internalAddresses") or [] for p in address.get("ports") or []
+    }
+    parts = [
+        f"{address.get('ip')}:{p.get('port')}->{internal.get((p.get('name'), p.get('protocol')), '?')}"
+        f"/{p.get('protocol') or 'TCP'}"
+        for address in (network or {}).get("externalAddresses") or [] for p in address.get("ports") or []
+    ]
+    return ",".join(parts) or "<none>"
+
+
 GS_HEADERS = ["NAME", "STATE", "OPSSTATE", "DP", "UP", "AGE"]
-GS_WIDE_HEADERS = [*GS_HEADERS, "GSS", "RESTARTS", "RESULTS"]
+GS_WIDE_HEADERS = [*GS_HEADERS, "GSS", "RESTARTS", "PORTS", "RESULTS"]
 GSS_HEADERS = ["NAME", "DESIRED", "CURRENT", "UPDATED", "READY", "MAINTAINING", "WAITTOBEDELETED", "PREDELETE", "AGE"]
 GSS_WIDE_HEADERS = [*GSS_HEADERS, "SELECTOR"]
 POD_HEADERS = ["NAME", "READY", "STATUS", "RESTARTS", "AGE"]

@@ -29,6 +29,7 @@ from gamekeeper.api.models import (
     ServiceQuality,
 )
 from gamekeeper.api.times import format_time
+from gamekeeper.core.network import game_server_network_status
 from gamekeeper.core.service_quality import Event, sync_service_qualities
 from gamekeeper.core.state import derive_state, ops_state_change_event, state_change_event
 
@@ -253,6 +254,11 @@ def pod_to_gs(
         "serviceQualitiesConditions": outcome.conditions,
         "conditions": _conditions(status.get("conditions") or [], [_pod_normal(pod)], now),
     }
+    network = game_server_network_status(status.get("networkStatus"), pod, now)
+    if network is not None:
+        new_status["networkStatus"] = network
+    elif "networkStatus" in status:
+        new_status["networkStatus"] = None  # the pod has no network (any more): the merge patch removes it
     if history:
         new_status["serviceQualityHistory"] = history
     if timeline:

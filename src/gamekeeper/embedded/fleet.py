@@ -10,6 +10,7 @@ import logging
 import os
 import shutil
 import signal
+import socket
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -17,16 +18,20 @@ from pathlib import Path
 from typing import Any
 
 from gamekeeper.control.manager import ControllerManager
+from gamekeeper.core.network import DEFAULT_PORT_RANGE, parse_port_range
 from gamekeeper.observe.notify_config import NotifyConfig
 from gamekeeper.observe.notify_source import notifications_running
 from gamekeeper.observe.wiring import Observability
 from gamekeeper.runtime.images import ImageMap
 from gamekeeper.runtime.local import LocalKubelet, LocalRuntime, alive, kill_processes_under, parse_container_id
+from gamekeeper.runtime.network import PodNetwork, network_dir, stop_proxy
 from gamekeeper.store.sqlite import SqliteState, SqliteStore
 
 log = logging.getLogger("gamekeeper.embedded")
 
 HOME_ENV = "GAMEKEEPER_HOME"
+HOST_PORT_RANGE_ENV = "GAMEKEEPER_HOST_PORT_RANGE"
+HOST_PORT_ADDRESS_ENV = "GAMEKEEPER_HOST_PORT_ADDRESS"
 
 
 def resolve_state_dir(explicit: Path | None) -> Path:
@@ -38,6 +43,27 @@ def resolve_state_dir(explicit: Path | None) -> Path:
 
 def utc_now() -> datetime:
     return datetime.now(UTC)
+
+
+def resolve_host_ports(port_range: str | None, address: str | None) -> tuple[tuple[int, int], str]:
+    """The host port range and the address host ports listen on: the options, else the environment
+    (GAMEKEEPER_HOST_PORT_RANGE, GAMEKEEPER_HOST_PORT_ADDRESS), else 8000-9000 on 0.0.0.0 (every address).
+
+    ValueError names what is wrong.
+    """
+    text = port_range or os.environ.get(HOST_PORT_RANGE_ENV)
+    try:
+        first_last = parse_port_range(text) if text else DEFAULT_PORT_RANGE
+    except ValueError as err:
+        raise ValueError(f"host port range {err}") from None
+    host = address or os.environ.get(HOST_PORT_ADDRESS_ENV) or "0.0.0.0"
+    try:
+        socket.inet_aton(host)
+        if host.count(".") != 3:
+            raise OSError
+    except OSError:
+        raise ValueError(f"host port address {host!r}: expected an IPv4 address such as 0.0.0.0 or 127.0.0.1") from None
+    return first_last, host
 
 
 class ControllerAlreadyRunning(RuntimeError):
@@ -118,7 +144,10 @@ class EmbeddedController:
         resync_seconds: float = 30.0,
         metrics_addr: str | None = None,
         notify: NotifyConfig | None = None,
+        host_port_range: str | None = None,
+        host_port_address: str | None = None,
     ) -> None:
+        self.host_ports, self.host_port_address = resolve_host_ports(host_port_range, host_port_address)
         self.metrics_addr = metrics_addr
         self.notify = notify
         self.state_dir = state_dir
@@ -133,10 +162,14 @@ class EmbeddedController:
         state = SqliteState(self.state_dir)
         # Started inside the lock, so two controllers racing for one state never notify twice.
         notifications = contextlib.AsyncExitStack()
+        cleanup = contextlib.AsyncExitStack()
         try:
             await notifications.enter_async_context(notifications_running(self.state_dir, self.notify))
             store = SqliteStore(state, resync_seconds=min(self.resync_seconds, 5.0))
-            kubelet = LocalKubelet(store, self.state_dir, self.images, clock=self.clock)
+            # Host ports: forwarded by a proxy process of their own, which goes on when the controller stops.
+            network = PodNetwork(store, self.state_dir, self.host_ports, self.host_port_address)
+            cleanup.push_async_callback(network.close)
+            kubelet = LocalKubelet(store, self.state_dir, self.images, clock=self.clock, network=network)
             runtime = LocalRuntime(self.state_dir, self.images)
             observability = Observability(store, self.clock) if self.metrics_addr else None
             self.manager = ControllerManager(
@@ -164,6 +197,7 @@ class EmbeddedController:
                     raise error
             log.info("controller stopped; game servers keep running")
         finally:
+            await cleanup.aclose()
             await notifications.aclose()  # after the controllers: their last events still go out
             state.close()
             lock.release()
@@ -205,6 +239,7 @@ def stop_game_servers(state: SqliteState, grace: float = 10.0) -> list[str]:
     if root.exists():
         kill_processes_under(root)
         shutil.rmtree(root, ignore_errors=True)
+    stop_proxy(network_dir(state.state_dir))  # the host ports close with it
     return [p["metadata"]["name"] for p in pods]
 
 

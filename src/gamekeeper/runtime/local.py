@@ -42,9 +42,11 @@ from pathlib import Path
 from typing import Any
 
 from gamekeeper.api.times import format_time
+from gamekeeper.core.network import pod_ip
 from gamekeeper.ports.runtime import ContainerNotRunning, ExecResult
 from gamekeeper.ports.store import Conflict, NotFound, Obj, Store
 from gamekeeper.runtime.images import ImageMap, UnknownImage
+from gamekeeper.runtime.network import RETRY_SECONDS, PodNetwork
 
 log = logging.getLogger("gamekeeper.kubelet")
 
@@ -150,10 +152,11 @@ def container_environment(pod: Mapping[str, Any], container: Mapping[str, Any], 
     image = images.resolve(container.get("image") or "")
     env.update(image.env)
     meta = pod["metadata"]
+    address = pod_ip(pod)  # the pod's own loopback address when it has a network (runtime/network.py)
     env.update({
         "POD_NAME": meta["name"],
         "POD_NAMESPACE": meta["namespace"],
-        "POD_IP": "127.0.0.1",
+        "POD_IP": address,
         "HOSTNAME": meta["name"],
     })
     for var in container.get("env") or []:
@@ -165,12 +168,14 @@ def container_environment(pod: Mapping[str, Any], container: Mapping[str, Any], 
                 "metadata.name": meta["name"],
                 "metadata.namespace": meta["namespace"],
                 "metadata.uid": meta.get("uid", ""),
-                "status.podIP": "127.0.0.1",
+                "status.podIP": address,
                 "status.hostIP": "127.0.0.1",
                 "spec.nodeName": socket.gethostname(),
             }.get(ref)
             if ref.startswith("metadata.labels['"):
                 value = (meta.get("labels") or {}).get(ref[len("metadata.labels['") : -2])
+            elif ref.startswith("metadata.annotations['"):
+                value = (meta.get("annotations") or {}).get(ref[len("metadata.annotations['") : -2])
             if value is not None:
                 env[var["name"]] = value
         else:
@@ -307,8 +312,13 @@ class LocalKubelet:
         images: ImageMap,
         clock: Callable[[], datetime] | None = None,
         backoff_start: float = BACKOFF_START,
+        network: PodNetwork | None = None,
     ) -> None:
         self.store = store
+        # Pod addresses and host ports (networkType Kubernetes-HostPort); None: no pod gets a network.
+        self.network = network
+        if network is not None:
+            network.enqueue = self.enqueue
         self.paths = LocalPaths(state_dir)
         self.images = images
         self.clock = clock or (lambda: datetime.now(UTC))
@@ -334,6 +344,11 @@ class LocalKubelet:
 
     async def run(self) -> None:
         try:
+            if self.network is not None:
+                try:
+                    await self.network.start(await self.store.list("Pod"))
+                except Exception:
+                    log.exception("reading the network allocations back failed")
             await self.resync()
             while True:
                 key = await self._queue.get()
@@ -369,10 +384,14 @@ class LocalKubelet:
             if state is not None:
                 await self._stop_all(state, grace=0)
                 self.pods.pop(key, None)
+                if self.network is not None:
+                    await self.network.release(namespace, name, state.uid)
             return
         meta = pod["metadata"]
         if state is not None and state.uid != meta["uid"]:
             await self._stop_all(state, grace=0)
+            if self.network is not None:
+                await self.network.release(namespace, name, state.uid)
             state = None
         if state is None:
             state = self._adopt(pod)
@@ -389,6 +408,13 @@ class LocalKubelet:
                 {"metadata": {"finalizers": [*(meta.get("finalizers") or []), FINALIZER]}},
                 resource_version=meta["resourceVersion"],
             )
+        if self.network is not None and not self._ever_started(pod, state):
+            # Before the first start, so that POD_IP and the host ports are there for the game server.
+            pod, waiting = await self.network.admit(pod)
+            if waiting is not None:
+                asyncio.get_running_loop().call_later(RETRY_SECONDS, self.enqueue, namespace, name)
+                await self._report(pod, state, unschedulable=waiting)
+                return
         policy = pod["spec"].get("restartPolicy") or "Always"
         now_mono = asyncio.get_running_loop().time()
         for spec in pod["spec"]["containers"]:
@@ -423,7 +449,21 @@ class LocalKubelet:
                 c.waiting = {"reason": "ErrImageNeverPull" if isinstance(err, UnknownImage) else "RunContainerError",
                              "message": str(err)}
                 asyncio.get_running_loop().call_later(10.0, self.enqueue, namespace, name)
+        if self.network is not None and not await self.network.sync(pod):
+            asyncio.get_running_loop().call_later(RETRY_SECONDS, self.enqueue, namespace, name)
         await self._report(pod, state)
+
+    @staticmethod
+    def _ever_started(pod: Obj, state: _Pod) -> bool:
+        """Has any container of this pod been started (now, or by an earlier controller)?
+
+        A pod that ran before its set had a network keeps running as it is (127.0.0.1, no host ports): giving it
+        an address now would move it away from where its game server listens and where its probes look.
+        """
+        if any(c.cid or c.terminated is not None or c.restart_count for c in state.containers.values()):
+            return True
+        return any("running" in (cs.get("state") or {}) or "terminated" in (cs.get("state") or {})
+                   for cs in (pod.get("status") or {}).get("containerStatuses") or [])
 
     @staticmethod
     def _may_restart(policy: str, exit_code: int) -> bool:
@@ -605,7 +645,17 @@ class LocalKubelet:
     async def _terminate(self, pod: Obj, state: _Pod) -> None:
         key = (state.namespace, state.name)
         try:
+            if self.network is not None:
+                # No new players for a server on its way out (those connected stay until it stops).
+                try:
+                    await self.network.sync(pod, stopping=True)
+                except Conflict:
+                    pass  # the proxy has been told; only the annotation missed a newer pod record
+                except Exception as err:
+                    log.warning("pod %s/%s: network not closed to new connections: %s", *key, err)
             await self._stop_all(state, grace=self._grace(pod))
+            if self.network is not None:
+                await self.network.release(state.namespace, state.name, state.uid)
             with contextlib.suppress(OSError):
                 shutil.rmtree(pod_dir(self.paths.state_dir, state.namespace, state.name))
             if self.pods.get(key) is state:
@@ -677,7 +727,7 @@ class LocalKubelet:
 
     # -- status -------------------------------------------------------------------------------------------
 
-    async def _report(self, pod: Obj, state: _Pod) -> None:
+    async def _report(self, pod: Obj, state: _Pod, unschedulable: str | None = None) -> None:
         statuses = []
         all_running, any_started = True, False
         for spec in pod["spec"]["containers"]:
@@ -728,7 +778,7 @@ class LocalKubelet:
         old_status = pod.get("status") or {}
         old_conditions = {c["type"]: c for c in old_status.get("conditions") or []}
         ours = {
-            "PodScheduled": "True",
+            "PodScheduled": "True" if unschedulable is None else "False",
             "Initialized": "True",
             "ContainersReady": ready,
             "Ready": ready,
@@ -737,16 +787,19 @@ class LocalKubelet:
         conditions = []
         for ctype, cstatus in ours.items():
             old = old_conditions.get(ctype)
-            if old is not None and old.get("status") == cstatus:
+            extra = {"reason": "Unschedulable", "message": unschedulable} if (
+                ctype == "PodScheduled" and unschedulable is not None) else {}
+            if old is not None and old.get("status") == cstatus and all(old.get(k) == v for k, v in extra.items()):
                 conditions.append(old)
             else:
-                conditions.append({"type": ctype, "status": cstatus, "lastTransitionTime": stamp})
+                conditions.append({"type": ctype, "status": cstatus, "lastTransitionTime": stamp, **extra})
         new_status = {
             "phase": phase,
             "hostIP": "127.0.0.1",
-            "podIP": "127.0.0.1",
+            "podIP": pod_ip(pod),
             "startTime": state.start_time,
-            "containerStatuses": statuses,
+            # Like a pod that no node could take: no containers yet.
+            "containerStatuses": statuses if unschedulable is None or any_started else [],
         }
         # Conditions of other writers (probe results) are kept as they are.
         merged_conditions = conditions + [c for t, c in old_conditions.items() if t not in ours]
