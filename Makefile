@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 
-.PHONY: install demo demo-healthy test lint clean
+.PHONY: install demo demo-healthy test lint bench clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -25,6 +25,9 @@ lint: install
 
 test: lint
 	$(BIN)/pytest -q
+
+bench: install
+	$(BIN)/python -m bench
 
 clean:
 	rm -rf $(VENV) .gamekeeper .pytest_cache .mypy_cache .ruff_cache

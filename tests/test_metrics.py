@@ -137,5 +137,6 @@ def test_metrics_match_the_fleet_during_the_maintaining_scenario(fleet: Fleet) -
     assert (value(text, "gamekeeper_probe_outcomes_total", gssName="demo-gs", quality="healthy", result="success")
             or 0) >= 1
     assert value(text, "gamekeeper_probe_condition_writes_total") is not None
+    assert (value(text, "gamekeeper_probe_duration_seconds_count", gssName="demo-gs", quality="healthy") or 0) >= 1
     assert value(text, "gamekeeper_reconcile_queue_depth", queue="gameserver") is not None
     assert (value(text, "gamekeeper_reconcile_duration_seconds_count", controller="gameserver") or 0) > 0

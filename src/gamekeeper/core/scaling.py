@@ -5,6 +5,7 @@ Inputs are plain values (pod names, labels, flags), outputs are sets of ordinals
 
 from __future__ import annotations
 
+import heapq
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -80,20 +81,12 @@ def compute_to_scale(
     del_explicit = old_explicit - new_explicit
     new_implicit = (implicit - add_explicit) | del_explicit
 
-    manage: set[int] = set()
-    candidates: list[PodView] = []
-    pre_deleting: set[int] = set()
-    for pod in pods:
-        ordinal = pod.ordinal
-        if pod.terminating:
-            continue
-        if pod.labels.get(LIFECYCLE_STATE_KEY) == "PreparingDelete":
-            pre_deleting.add(ordinal)
-            continue
-        if ordinal in new_explicit:
-            continue
-        manage.add(ordinal)
-        candidates.append(pod)
+    pods = pods if isinstance(pods, list | tuple) else list(pods)
+    collected = _collect(pods, new_explicit, fast=True) or _collect(pods, new_explicit, fast=False)
+    assert collected is not None
+    buckets, pre_deleting = collected
+    count = sum(len(bucket) for bucket in buckets.lists.values())
+    manage: set[int] = set().union(*buckets.lists.values())
 
     exist = len(manage)
     to_delete: list[int] = []
@@ -107,16 +100,103 @@ def compute_to_scale(
                 to_create.append(i)
             i += 1
     elif exist > expected:
-        for pod in deletion_order(candidates)[: exist - expected]:
-            manage.discard(pod.ordinal)
-            new_implicit.add(pod.ordinal)
-            to_delete.append(pod.ordinal)
+        if exist == count:
+            chosen = buckets.first(exist - expected)
+        else:  # two candidates share an ordinal: only the full key (down to the name) orders them
+            candidates = [
+                p for p in pods
+                if not p.terminating and p.labels.get(LIFECYCLE_STATE_KEY) != "PreparingDelete"
+                and p.ordinal not in new_explicit
+            ]
+            chosen = [p.ordinal for p in deletion_order(candidates)[: exist - expected]]
+        manage.difference_update(chosen)
+        new_implicit.update(chosen)
+        to_delete = chosen
     return ScalePlan(
         manage=frozenset(manage),
         reserved=frozenset(new_implicit | new_explicit),
         to_delete=tuple(to_delete),
         to_create=tuple(to_create),
     )
+
+
+def _collect(pods: Sequence[PodView], new_explicit: set[int], fast: bool) -> tuple[_Buckets, set[int]] | None:
+    """The hot loop (100,000 pods in about 50 ms): each candidate's ordinal goes into the bucket of its
+    (opsState, deletionPriority) labels; no tuple keys, no sort of all candidates.
+
+    `fast` parses ordinals with a bare int() and checks afterwards, all at once, that every parsed tail was
+    plain ASCII digits (what index_from_name accepts; int() also takes signs, spaces, "_" and other scripts'
+    digits); None when they were not, and the caller runs the exact loop.
+    """
+    buckets = _Buckets()
+    by_labels = buckets.by_labels
+    pre_deleting: set[int] = set()
+    tails: list[str] = []
+    keep_tail = tails.append
+    for pod in pods:
+        if pod.terminating:
+            continue
+        labels = pod.labels
+        if fast:
+            _, dash, tail = pod.name.rpartition("-")
+            ordinal = 0
+            if dash:
+                try:
+                    ordinal = int(tail)
+                except ValueError:
+                    pass  # index_from_name gives 0 too
+                else:
+                    keep_tail(tail)
+        else:
+            ordinal = index_from_name(pod.name)
+        if labels.get(LIFECYCLE_STATE_KEY) == "PreparingDelete":
+            pre_deleting.add(ordinal)
+            continue
+        if new_explicit and ordinal in new_explicit:
+            continue
+        by_priority = by_labels.get(labels.get(GS_OPS_STATE_KEY, ""))
+        bucket = by_priority.get(labels.get(GS_DELETE_PRIORITY_KEY, "")) if by_priority is not None else None
+        if bucket is None:
+            bucket = buckets.bucket(labels)
+        bucket.append(ordinal)
+    if fast:
+        digits = "".join(tails)
+        if not (digits.isascii() and (digits.isdigit() or not digits)):
+            return None
+    return buckets, pre_deleting
+
+
+class _Buckets:
+    """Candidates' ordinals grouped by the (rank, priority) part of deletion_key.
+
+    deletion_key is (-rank, -priority, -ordinal, name): with distinct ordinals the name never decides, so the
+    deletion order is the buckets in ascending (-rank, -priority), each in descending ordinal.
+    """
+
+    def __init__(self) -> None:
+        self.by_labels: dict[str, dict[str, list[int]]] = {}  # opsState label -> priority label -> bucket
+        self.lists: dict[tuple[int, int], list[int]] = {}  # (-rank, -priority) -> bucket
+
+    def bucket(self, labels: Mapping[str, str]) -> list[int]:
+        ops, text = labels.get(GS_OPS_STATE_KEY, ""), labels.get(GS_DELETE_PRIORITY_KEY, "")
+        key = (-OPS_STATE_RANK.get(ops, 0), -atoi_or_zero(text))
+        bucket = self.lists.setdefault(key, [])
+        self.by_labels.setdefault(ops, {})[text] = bucket
+        return bucket
+
+    def first(self, count: int) -> list[int]:
+        """The first `count` ordinals in deletion order."""
+        chosen: list[int] = []
+        for key in sorted(self.lists):
+            bucket = self.lists[key]
+            need = count - len(chosen)
+            if need <= 0:
+                break
+            if need < len(bucket) and need * 16 < len(bucket):
+                chosen.extend(heapq.nlargest(need, bucket))
+            else:
+                chosen.extend(sorted(bucket, reverse=True)[:need])
+        return chosen
 
 
 def managed_ordinals(replicas: int, reserved: Iterable[int]) -> list[int]:

@@ -56,6 +56,8 @@ class Observability:
 
     async def serve(self, address: str, manager: ControllerManager) -> None:
         self._manager = manager
+        manager.prober.on_probe_done = lambda gss, quality, seconds: self.metrics.probe_duration.labels(
+            gss, quality).observe(seconds)
         self.health.ready_checks.append(lambda: (manager.ready.is_set(), "ok" if manager.ready.is_set()
                                                  else "controllers not started yet"))
         server = ObservabilityServer(address, self.metrics.registry, self.health)

@@ -17,6 +17,7 @@ import json
 import os
 import socket
 import sqlite3
+import time
 import uuid
 from collections.abc import AsyncIterator, Iterator, Mapping
 from datetime import UTC, datetime
@@ -80,6 +81,9 @@ class SqliteState:
         self._clock = clock or _now
         self.writes = 0
         self._dirty = False
+        self._sender: socket.socket | None = None
+        self._watch_list: builtins.list[str] = []
+        self._watch_seen: int | None = None  # the watch directory's mtime when _watch_list was (safely) taken
         self.db = sqlite3.connect(self.path, timeout=30, isolation_level=None, check_same_thread=False)
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute("PRAGMA synchronous=NORMAL")
@@ -88,6 +92,9 @@ class SqliteState:
 
     def close(self) -> None:
         self.db.close()
+        if self._sender is not None:
+            self._sender.close()
+            self._sender = None
 
     # -- transactions and notification -----------------------------------------------------------------
 
@@ -107,23 +114,41 @@ class SqliteState:
 
     def notify(self) -> None:
         """Wake every watcher (best effort; a dead watcher's socket is removed)."""
+        targets = self._watchers()
+        if not targets:
+            return
+        if self._sender is None:
+            self._sender = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+            self._sender.setblocking(False)
+        for path in targets:
+            try:
+                self._sender.sendto(b"!", path)
+            except (ConnectionRefusedError, FileNotFoundError):
+                with contextlib.suppress(OSError):
+                    os.unlink(path)
+                self._watch_seen = None
+            except (BlockingIOError, OSError):
+                # A full queue means the watcher already has a wake-up pending.
+                pass
+
+    def _watchers(self) -> builtins.list[str]:
+        """The watchers' sockets, listed again only when the watch directory has changed since the last listing.
+
+        A listing is trusted only if it was made more than 50 ms after the directory's last change: directory
+        times are coarse (a few ms), so a socket bound right after a listing could leave the time unchanged.
+        """
         try:
-            entries = list(os.scandir(self.watch_dir))
+            changed = os.stat(self.watch_dir).st_mtime_ns
         except FileNotFoundError:
-            return
-        if not entries:
-            return
-        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
-            sock.setblocking(False)
-            for entry in entries:
-                try:
-                    sock.sendto(b"!", entry.path)
-                except (ConnectionRefusedError, FileNotFoundError):
-                    with contextlib.suppress(OSError):
-                        os.unlink(entry.path)
-                except (BlockingIOError, OSError):
-                    # A full queue means the watcher already has a wake-up pending.
-                    pass
+            return []
+        if changed != self._watch_seen:
+            try:
+                self._watch_list = [entry.path for entry in os.scandir(self.watch_dir)]
+            except FileNotFoundError:
+                return []
+            settled = time.time_ns() - changed > 50_000_000
+            self._watch_seen = changed if settled else None
+        return self._watch_list
 
     def _next_rv(self, kind: str, namespace: str, name: str, change: str) -> int:
         self._dirty = True
@@ -153,7 +178,9 @@ class SqliteState:
             rows = self.db.execute(
                 "SELECT body FROM objects WHERE kind = ? AND namespace = ? ORDER BY name", (kind, namespace)
             )
-        out = [json.loads(r[0]) for r in rows]
+        # One parse for all rows: the parser then shares each key string among all the objects (less memory and
+        # time than parsing the bodies one by one).
+        out: builtins.list[Obj] = json.loads("[" + ",".join(r[0] for r in rows) + "]")
         if labels:
             out = [
                 o for o in out
@@ -359,9 +386,24 @@ class Waker:
         self.sock.setblocking(False)
 
     async def wait(self, timeout: float) -> None:
+        # A reader callback and a timer on one future: no task per wait (asyncio.wait_for wraps sock_recv in one),
+        # and a cancellation always arrives (Python 3.11's wait_for can swallow one that races with the
+        # result, and the watching task then never stops).
         loop = asyncio.get_running_loop()
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(loop.sock_recv(self.sock, 64), timeout)
+        ready = loop.create_future()
+
+        def wake() -> None:
+            if not ready.done():
+                ready.set_result(None)
+
+        fd = self.sock.fileno()
+        loop.add_reader(fd, wake)
+        timer = loop.call_later(timeout, wake)
+        try:
+            await ready
+        finally:
+            timer.cancel()
+            loop.remove_reader(fd)
         # Drain: many writes collapse into one wake-up.
         with contextlib.suppress(BlockingIOError, InterruptedError):
             while True:

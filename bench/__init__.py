@@ -1,0 +1,1 @@
+"""Benchmark programs (not tests): see bench/README.md."""

@@ -1,0 +1,384 @@
+"""Fleet scale: embedded fleets of 100, 1,000 and 10,000 game servers at a 10 s probe period.
+
+Each fleet runs in a fresh process holding the whole controller (store, kubelet, controllers, prober with the
+probe spawner). The game servers' containers run `sleep` (a cheap command) and their service quality runs
+`cat mode` (prints `idle`: opsState WaitToBeDeleted; `active`: None). Once every game server is
+WaitToBeDeleted, the program measures over a steady window:
+
+- probes run per second, against the demand (servers / period) and against the spawn limit of `cat mode`
+  measured beforehand by the bare loops at the same concurrency;
+- missed periods (ticks skipped because the previous run had not finished) and late runs (started more than a
+  tenth of the period after their tick);
+- store writes in the window (nothing changes, so it must be 0);
+- controller CPU (this process; the probe commands' own CPU apart) and resident memory: RSS after the fleet
+  minus RSS of the same process before the fleet, divided by the servers (heap trimmed before each reading);
+
+then detection latency: a separate process flips `mode` to `active` on some servers at random moments and
+polls the state database the way `gk get` reads it, until each one's opsState is None (p50, p99, max).
+
+The kubelet is the real one (a `/bin/sh` supervisor and a `sleep` per game server) up to 1,000; at 10,000,
+20,000 processes would exhaust this machine's pid space, so a kubelet double reports containers as running
+without starting them; everything else, including the real probe command in each container's directory, is
+the same.
+
+    python -m bench.fleet_scale [--fleets 100:real,1000:real,1000:pretend,10000:pretend] [--period 10]
+                                [--window 30] [--flips 30] [--quick]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import math
+import os
+import random
+import shutil
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from bench.common import (
+    ROOT,
+    Table,
+    bare_c,
+    bare_c_binary,
+    bare_python,
+    cpu_seconds,
+    percentile,
+    raise_fd_limit,
+    ratio,
+    rss_bytes,
+    trim_heap,
+)
+from bench.harness import NAMESPACE, Controller, apply, cheap_image, gss_yaml, stop_processes, utc_now
+from gamekeeper.control.prober import _Pod
+from gamekeeper.control.workload import WorkloadController
+
+GSS = "fleet"
+PROBE = ["cat", "mode"]
+
+
+# -- one fleet (a child process) --------------------------------------------------------------------------
+
+
+def count_ops(db: sqlite3.Connection, ops: str) -> int:
+    row = db.execute(
+        "SELECT count(*) FROM objects WHERE kind = 'GameServer' AND json_extract(body, '$.spec.opsState') = ?",
+        (ops,),
+    ).fetchone()
+    return int(row[0])
+
+
+async def precreate_pods(state_dir: Path, images: Any, size: int, period: int) -> float:
+    """Bring a fleet of `size` to its steady state with the controllers' own code, one object at a time.
+
+    The set is created with no replicas and the controllers make its workload and revision; then, with no
+    controller loop running, the workload controller's pod builder creates every pod, the kubelet double starts
+    each, the GameServer controller creates each GameServer, the prober's condition writer records each first
+    probe result (`idle`) and the GameServer controller acts on it. The controllers started afterwards find a
+    complete, settled fleet. (Through the running controllers this takes hours at 10,000: the workload and set
+    controllers list and examine every pod on each pod change, and hold the event loop while they do.)
+    Returns the seconds it took."""
+    t0 = time.monotonic()
+    controller = Controller(state_dir, images, kubelet="pretend", assist=True)
+    controller.start()
+    try:
+        await asyncio.wait_for(controller.manager.ready.wait(), 30)
+        apply(controller.state, gss_yaml(GSS, 0, "bench/cheap:1", PROBE, period, delay=1))
+        while not controller.state.list("ControllerRevision", NAMESPACE):
+            if time.monotonic() - t0 > 60:
+                raise TimeoutError("the set's workload and revision were not created")
+            await asyncio.sleep(0.2)
+        await asyncio.sleep(1)
+    finally:
+        await controller.stop()
+    builder = WorkloadController(controller.store, utc_now)
+    workload = controller.state.get("Workload", NAMESPACE, GSS)
+    assert workload is not None
+    _, revision = await builder._sync_revisions(workload)
+    template = workload["spec"]["template"]
+    names = [f"{GSS}-{ordinal}" for ordinal in range(size)]
+    for ordinal in range(size):
+        await builder._create_pod(workload, ordinal, template, revision)
+    controller.state.patch("GameServerSet", NAMESPACE, GSS, {"spec": {"replicas": size}})
+    kubelet = controller.kubelet
+    gameservers = controller.manager.gameservers
+    prober = controller.manager.prober
+    for name in names:
+        await kubelet.sync_pod(NAMESPACE, name)
+    for name in names:
+        await gameservers.reconcile(NAMESPACE, name)
+    for name in names:
+        pod = controller.state.get("Pod", NAMESPACE, name)
+        assert pod is not None
+        await prober._write_condition(_Pod(NAMESPACE, name, pod["metadata"]["uid"], GSS), "idle", True, "idle\n")
+    for _ in range(3):
+        for name in names:
+            await gameservers.reconcile(NAMESPACE, name)
+    controller.close()
+    return time.monotonic() - t0
+
+
+async def one_fleet(size: int, kubelet: str, period: int, window: float, flips: int, concurrency: int,
+                    setup_timeout: float, precreate: bool) -> dict[str, Any]:
+    tmp = Path(tempfile.mkdtemp(prefix="gk-fleet-"))
+    try:
+        return await _one_fleet(tmp, size, kubelet, period, window, flips, concurrency, setup_timeout, precreate)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+async def _one_fleet(tmp: Path, size: int, kubelet: str, period: int, window: float, flips: int, concurrency: int,
+                     setup_timeout: float, precreate: bool) -> dict[str, Any]:
+    state_dir = tmp / "state"
+    images = cheap_image(tmp)
+    fd_limit = raise_fd_limit()
+    rss_before_precreate = 0
+    result: dict[str, Any] = {"size": size, "kubelet": kubelet, "period": period, "fd_limit": fd_limit,
+                              "precreated": precreate}
+    if precreate:
+        trim_heap()
+        rss_before_precreate = rss_bytes()
+        result["precreate_seconds"] = await precreate_pods(state_dir, images, size, period)
+    controller = Controller(state_dir, images, kubelet=kubelet, assist=precreate)
+    controller.manager.prober.concurrency = concurrency
+    result["spawner"] = getattr(getattr(controller.runtime, "probe_spawner", None), "backend", None)
+    if not precreate:
+        controller.start()
+        await asyncio.wait_for(controller.manager.ready.wait(), 30)
+        await asyncio.sleep(1)
+    trim_heap()
+    rss0 = rss_before_precreate if precreate else rss_bytes()
+    reader = controller.state.db  # the controller's own connection: no second page cache in this process
+    try:
+        t0 = time.monotonic()
+        if precreate:
+            controller.start()
+        else:
+            apply(controller.state, gss_yaml(GSS, size, "bench/cheap:1", PROBE, period, delay=1))
+        while count_ops(reader, "WaitToBeDeleted") < size:
+            if time.monotonic() - t0 > setup_timeout:
+                raise TimeoutError(f"fleet of {size} not WaitToBeDeleted after {setup_timeout:g}s "
+                                   f"({count_ops(reader, 'WaitToBeDeleted')} are)")
+            await asyncio.sleep(1)
+        result["setup_seconds"] = time.monotonic() - t0 + result.get("precreate_seconds", 0.0)
+        await asyncio.sleep(period)  # every probe has run at least once more; the set has settled
+
+        prober = controller.manager.prober
+        stats = prober.stats
+        before = (stats.runs, stats.skipped, stats.late, controller.state.writes, *cpu_seconds(), time.monotonic())
+        stats.max_delay = 0.0
+        lag = LoopLag()
+        lag_task = asyncio.create_task(lag.run())
+        await asyncio.sleep(window)
+        after = (stats.runs, stats.skipped, stats.late, controller.state.writes, *cpu_seconds(), time.monotonic())
+        lag_task.cancel()
+        elapsed = after[6] - before[6]
+        runs = after[0] - before[0]
+        result.update({
+            "window": elapsed,
+            "probes_per_second": runs / elapsed,
+            "demand_per_second": size / period,
+            "missed": after[1] - before[1],
+            "late": after[2] - before[2],
+            "max_start_delay": stats.max_delay,
+            "writes": after[3] - before[3],
+            "controller_cpu_percent": 100 * (after[4] - before[4]) / elapsed,
+            "probe_cpu_percent": 100 * (after[5] - before[5]) / elapsed,
+            "controller_cpu_us_per_probe": (after[4] - before[4]) / max(runs, 1) * 1e6,
+            "loop_lag_max": lag.worst,
+        })
+        trim_heap()
+        rss1 = rss_bytes()
+        result.update({"rss0_mib": rss0 / 2**20, "rss_mib": rss1 / 2**20, "bytes_per_gs": (rss1 - rss0) / size})
+
+        # Detection latency, measured by another process reading the database as `gk get` does.
+        names = random.Random(size).sample([f"{GSS}-{i}" for i in range(size)], min(flips, size))
+        watcher = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "bench.fleet_scale", "--watch", str(state_dir), "--period", str(period),
+            "--names", ",".join(names), stdout=subprocess.PIPE, cwd=ROOT,
+        )
+        out, _ = await watcher.communicate()
+        latencies = json.loads(out.decode().strip().splitlines()[-1])
+        values = [v for v in latencies.values() if v is not None]
+        result.update({
+            "flips": len(names),
+            "detected": len(values),
+            "latency_p50": percentile(values, 50),
+            "latency_p99": percentile(values, 99),
+            "latency_max": max(values) if values else math.nan,
+        })
+    finally:
+        await controller.stop()
+        controller.close()
+        if kubelet == "real":
+            stop_processes(state_dir)
+    return result
+
+
+class LoopLag:
+    """The worst lateness of a 100 ms ticker: how long the event loop was held up at once."""
+
+    def __init__(self) -> None:
+        self.worst = 0.0
+
+    async def run(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            start = loop.time()
+            await asyncio.sleep(0.1)
+            self.worst = max(self.worst, loop.time() - start - 0.1)
+
+
+def watch(state_dir: Path, names: list[str], period: int) -> dict[str, float | None]:
+    """Flip each server's probe output to `active` at a random moment within one period; poll every 50 ms
+    until its opsState reads None. Returns seconds from flip to visible, per server (None: not seen)."""
+    rng = random.Random(len(names))
+    db = sqlite3.connect(state_dir / "state.db", timeout=30)
+    start = time.time()
+    plan = sorted((start + rng.uniform(0, period), name) for name in names)
+    flipped: dict[str, float] = {}
+    seen: dict[str, float | None] = {name: None for name in names}
+    deadline = start + period + 3 * period + 10
+    while time.time() < deadline and (plan or any(seen[n] is None for n in flipped)):
+        now = time.time()
+        while plan and plan[0][0] <= now:
+            _, name = plan.pop(0)
+            path = state_dir / "pods" / NAMESPACE / name / "main" / "mode"
+            tmp = path.with_suffix(".tmp")
+            tmp.write_text("active\n")
+            os.replace(tmp, path)
+            flipped[name] = time.time()
+        waiting = [n for n in flipped if seen[n] is None]
+        if waiting:
+            marks = ",".join("?" * len(waiting))
+            rows = db.execute(
+                f"SELECT name, json_extract(body, '$.spec.opsState') FROM objects WHERE kind = 'GameServer' "
+                f"AND namespace = ? AND name IN ({marks})", (NAMESPACE, *waiting),
+            ).fetchall()
+            now = time.time()
+            for name, ops in rows:
+                if ops == "None":
+                    seen[name] = now - flipped[name]
+        time.sleep(0.05)
+    db.close()
+    return seen
+
+
+# -- the table (the parent) ---------------------------------------------------------------------------------
+
+
+def spawn_limit(concurrency: int, seconds: float) -> dict[str, float]:
+    """The machine's rate for `cat mode` at this concurrency: the bare loops, in a directory like a container's."""
+    with tempfile.TemporaryDirectory(prefix="gk-limit-") as tmp_name:
+        tmp = Path(tmp_name)
+        (tmp / "mode").write_text("idle\n")
+        limits = {"bare Python": bare_python(PROBE, tmp, concurrency, seconds)[0]}
+        binary = bare_c_binary(tmp)
+        if binary is not None:
+            limits["bare C"] = bare_c(binary, PROBE, tmp, concurrency, seconds)[0]
+    return limits
+
+
+def run_child(size: int, kubelet: str, args: argparse.Namespace) -> dict[str, Any]:
+    command = [sys.executable, "-m", "bench.fleet_scale", "--one", str(size), "--kubelet", kubelet,
+               "--period", str(args.period), "--window", str(args.window), "--flips", str(args.flips),
+               "--concurrency", str(args.concurrency), "--setup-timeout", str(args.setup_timeout)]
+    if size > args.assist_above:
+        command.append("--precreate")
+    proc = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, check=False)
+    lines = [line for line in proc.stdout.splitlines() if line.startswith("RESULT ")]
+    if proc.returncode != 0 or not lines:
+        sys.stderr.write(proc.stderr[-3000:])
+        return {"size": size, "kubelet": kubelet, "error": (proc.stderr.strip().splitlines() or ["?"])[-1]}
+    data: dict[str, Any] = json.loads(lines[-1].removeprefix("RESULT "))
+    return data
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--fleets", default="100:real,1000:real,1000:pretend,10000:pretend",
+                        help="SIZE:KUBELET,... where KUBELET is real or pretend")
+    parser.add_argument("--period", type=int, default=10)
+    parser.add_argument("--window", type=float, default=30.0, help="steady window in seconds (default 30)")
+    parser.add_argument("--flips", type=int, default=30, help="servers flipped for the latency (default 30)")
+    parser.add_argument("--concurrency", type=int, default=64)
+    parser.add_argument("--setup-timeout", type=float, default=900.0)
+    parser.add_argument("--assist-above", type=int, default=2000,
+                        help="fleets larger than this are 'assisted': their pods are created in one pass before the "
+                             "controllers start (precreate_pods) and the manager re-syncs a set's probes only on "
+                             "spec changes (harness.probe_set_on_spec_changes_only); default 2000")
+    parser.add_argument("--precreate", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--quick", action="store_true", help="tiny run (smoke test)")
+    parser.add_argument("--out", type=Path)
+    parser.add_argument("--one", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--kubelet", default="real", help=argparse.SUPPRESS)
+    parser.add_argument("--watch", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--names", default="", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.watch is not None:
+        print(json.dumps(watch(args.watch, args.names.split(","), args.period)), flush=True)
+        return 0
+    if args.one is not None:
+        result = asyncio.run(one_fleet(args.one, args.kubelet, args.period, args.window, args.flips,
+                                       args.concurrency, args.setup_timeout, args.precreate))
+        print("RESULT " + json.dumps(result), flush=True)
+        return 0
+    if args.quick:
+        args.fleets, args.period, args.window, args.flips = "5:pretend", 1, 1.0, 2
+    fleets = [(int(size), kubelet) for size, _, kubelet in (f.partition(":") for f in args.fleets.split(","))]
+    # The limit moves with whatever else runs on the machine: measured before and after the fleets, averaged.
+    seconds = 0.3 if args.quick else 5.0
+    before = spawn_limit(args.concurrency, seconds)
+    results = []
+    for size, kubelet in fleets:
+        results.append(run_child(size, kubelet, args))
+    after = spawn_limit(args.concurrency, seconds)
+    limits = {k: (before[k] + after[k]) / 2 for k in before}
+    limit = max(limits.values())
+    table = Table(
+        "fleet_scale",
+        f"Fleet scale: probe period {args.period} s, steady window {args.window:g} s, concurrency "
+        f"{args.concurrency}; spawn limit of `cat mode` (bare loops, mean of before and after): "
+        + ", ".join(f"{k} {v:,.0f}/s" for k, v in limits.items()),
+        ["game servers", "kubelet", "probes/s", "of demand", "of limit", "missed", "late", "writes",
+         "seen", "latency p50 s", "p99 s", "ctl CPU %", "µs/probe", "RSS MiB", "KB/GS", "setup s", "assisted"],
+        params={"period": args.period, "window": args.window, "flips": args.flips,
+                "concurrency": args.concurrency, "spawn_limit": limits, "spawn_limit_before": before,
+                "spawn_limit_after": after},
+    )
+    for data in results:
+        size, kubelet = data["size"], data["kubelet"]
+        if "error" in data:
+            table.add(size, kubelet, *(["-"] * 14), f"failed: {data['error']}")
+            continue
+        rate = data["probes_per_second"]
+        table.add(size, kubelet, rate, ratio(rate, data["demand_per_second"]), ratio(rate, limit), data["missed"],
+                  data["late"], data["writes"], f"{data['detected']}/{data['flips']}", data["latency_p50"],
+                  data["latency_p99"],
+                  data["controller_cpu_percent"], data["controller_cpu_us_per_probe"], data["rss_mib"],
+                  data["bytes_per_gs"] / 1024, data["setup_seconds"], "yes" if data.get("precreated") else "no")
+    table.params["fleets"] = results
+    table.notes.append("of demand: probes/s ÷ (servers / period); of limit: probes/s ÷ the faster bare loop's rate")
+    table.notes.append("missed: ticks skipped because the previous run had not finished; late: runs started more "
+                       "than period/10 after their tick (both over the window)")
+    table.notes.append("latency: flip of the probe's output → opsState None read from the state database "
+                       "(what `gk get` reads); it includes the wait for the next probe, uniform over one period; "
+                       "seen: flips whose result was visible within 4 periods + 10 s")
+    table.notes.append(f"fleets above {args.assist_above:,} are assisted (pods created in one pass; probes re-synced "
+                       "on set spec changes only): without that the current workload controller and manager need "
+                       "O(servers) work per pod created and per set status update (see bench/README.md)")
+    table.notes.append("KB/GS: (RSS with the fleet − RSS before it) ÷ servers, same process, heap trimmed before "
+                       "each reading (gc.collect + malloc_trim); 'pretend' kubelet: no container processes, so "
+                       "the real kubelet's own per-pod state is not in that figure")
+    table.emit(args.out)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
