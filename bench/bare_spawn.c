@@ -1,6 +1,7 @@
 /* The bare minimum for running a command `concurrency` at a time, in C: posix_spawn (vfork-style) into the
  * working directory in a new session, stdin /dev/null, stdout and stderr to memory files; wait for any child,
- * read what it wrote, start the next. Prints "<commands per second> <commands>".
+ * read what it wrote, start the next. Prints "<commands per second> <commands counted>", and on stderr
+ * "finished <commands run in all>".
  *
  * usage: bare_spawn SECONDS CONCURRENCY CWD PATH ARGV0 [ARGS...]
  */
@@ -102,5 +103,6 @@ int main(int argc, char **argv) {
         }
     }
     printf("%.1f %ld\n", counted / seconds, counted);
+    fprintf(stderr, "finished %ld\n", finished);
     return 0;
 }

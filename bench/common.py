@@ -188,12 +188,22 @@ def resolve(argv0: str) -> str:
     return found
 
 
-def bare_python(argv: Sequence[str], cwd: Path, concurrency: int, seconds: float) -> tuple[float, int]:
+@dataclass
+class Bare:
+    """What a bare loop did: commands per second over the window, commands counted, and CPU seconds per command
+    of the loop and its commands together (user + system, every command it ran)."""
+
+    rate: float
+    counted: int
+    cpu_per_command: float
+    parent_cpu_per_command: float = math.nan
+
+
+def bare_python(argv: Sequence[str], cwd: Path, concurrency: int, seconds: float) -> Bare:
     """The least a Python program can do to run a command `concurrency` at a time: posix_spawn it (path resolved
     once, new session, stdin /dev/null, stdout/stderr to memory files), wait for any child, read its output.
 
-    Counting starts once `concurrency` commands have finished (the pipeline is full) and lasts `seconds`.
-    Returns (commands per second, commands counted)."""
+    Counting starts once `concurrency` commands have finished (the pipeline is full) and lasts `seconds`."""
     path = resolve(argv[0])
     env = dict(os.environ)
     devnull = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
@@ -201,6 +211,7 @@ def bare_python(argv: Sequence[str], cwd: Path, concurrency: int, seconds: float
     finished = 0
     counted = 0
     start = deadline = math.inf
+    cpu0 = cpu_seconds()
     with chdir(cwd):
         while True:
             now = time.perf_counter()
@@ -227,7 +238,9 @@ def bare_python(argv: Sequence[str], cwd: Path, concurrency: int, seconds: float
             elif start < now <= deadline:
                 counted += 1
     os.close(devnull)
-    return counted / seconds, counted
+    cpu1 = cpu_seconds()
+    runs = max(finished, 1)
+    return Bare(counted / seconds, counted, (sum(cpu1) - sum(cpu0)) / runs, (cpu1[0] - cpu0[0]) / runs)
 
 
 _C_SOURCE = Path(__file__).with_name("bare_spawn.c")
@@ -247,8 +260,11 @@ def bare_c_binary(workdir: Path) -> Path | None:
     return binary
 
 
-def bare_c(binary: Path, argv: Sequence[str], cwd: Path, concurrency: int, seconds: float) -> tuple[float, int]:
+def bare_c(binary: Path, argv: Sequence[str], cwd: Path, concurrency: int, seconds: float) -> Bare:
+    cpu0 = cpu_seconds()[1]
     proc = subprocess.run([str(binary), f"{seconds}", str(concurrency), str(cwd), resolve(argv[0]), *argv],
                           capture_output=True, text=True, check=True)
-    rate, count = proc.stdout.split()
-    return float(rate), int(count)
+    rate, counted = proc.stdout.split()
+    finished = proc.stderr.split()[-1]
+    # The C loop is our child, its commands are its children: all of it is in RUSAGE_CHILDREN once reaped.
+    return Bare(float(rate), int(counted), (cpu_seconds()[1] - cpu0) / max(int(finished), 1))

@@ -278,10 +278,10 @@ def spawn_limit(concurrency: int, seconds: float) -> dict[str, float]:
     with tempfile.TemporaryDirectory(prefix="gk-limit-") as tmp_name:
         tmp = Path(tmp_name)
         (tmp / "mode").write_text("idle\n")
-        limits = {"bare Python": bare_python(PROBE, tmp, concurrency, seconds)[0]}
+        limits = {"bare Python": bare_python(PROBE, tmp, concurrency, seconds).rate}
         binary = bare_c_binary(tmp)
         if binary is not None:
-            limits["bare C"] = bare_c(binary, PROBE, tmp, concurrency, seconds)[0]
+            limits["bare C"] = bare_c(binary, PROBE, tmp, concurrency, seconds).rate
     return limits
 
 

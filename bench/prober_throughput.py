@@ -94,8 +94,8 @@ class Setup:
 
 
 async def prober_rate(setup: Setup, names: list[str], runtime: Any, concurrency: int, seconds: float,
-                      period: float) -> tuple[float, int, float]:
-    """(probes per second, probes, controller CPU µs per probe) over `seconds`, after one period of warm-up."""
+                      period: float) -> tuple[float, float, float]:
+    """(probes per second, parent CPU µs per probe, total CPU µs per probe) over `seconds`, once warm."""
     prober = Prober(setup.store, runtime, utc_now, concurrency=concurrency)
     for name in names:
         await prober.sync_pod("default", name)
@@ -104,9 +104,9 @@ async def prober_rate(setup: Setup, names: list[str], runtime: Any, concurrency:
     await asyncio.sleep(period)
     while prober.stats.runs < concurrency and time.monotonic() < deadline:
         await asyncio.sleep(0.05)
-    runs0, cpu0, t0 = prober.stats.runs, cpu_seconds()[0], time.perf_counter()
+    runs0, cpu0, t0 = prober.stats.runs, cpu_seconds(), time.perf_counter()
     await asyncio.sleep(seconds)
-    runs1, cpu1, t1 = prober.stats.runs, cpu_seconds()[0], time.perf_counter()
+    runs1, cpu1, t1 = prober.stats.runs, cpu_seconds(), time.perf_counter()
     prober.stop()
     deadline = time.monotonic() + 10
     while prober.inflight > 0 and time.monotonic() < deadline:
@@ -114,8 +114,10 @@ async def prober_rate(setup: Setup, names: list[str], runtime: Any, concurrency:
     # Probes stopped through runtime.exec are reaped by asyncio's child-watcher threads: let them report back
     # before this loop closes.
     await asyncio.sleep(0.5)
-    runs = runs1 - runs0
-    return runs / (t1 - t0), runs, (cpu1 - cpu0) / max(runs, 1) * 1e6
+    runs = max(runs1 - runs0, 1)
+    # CPU per probe: this process (the parent), and with the probe commands reaped meanwhile (the total).
+    return ((runs1 - runs0) / (t1 - t0), (cpu1[0] - cpu0[0]) / runs * 1e6,
+            (cpu1[0] + cpu1[1] - cpu0[0] - cpu0[1]) / runs * 1e6)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -140,7 +142,8 @@ def main(argv: list[str] | None = None) -> int:
         "prober_throughput",
         f"Prober throughput: probes run per second at concurrency {args.concurrency} "
         f"(median of {args.rounds} alternating rounds of {args.seed_seconds:g} s (seed) / {args.seconds:g} s)",
-        ["command", "runner", "probes/s", "vs bare C", "vs bare Python", "(rounds)", "parent CPU µs/probe"],
+        ["command", "runner", "probes/s", "vs bare C", "vs bare Python", "(rounds)", "parent CPU µs",
+         "total CPU µs", "CPU-bound ratio"],
         params={"seconds": args.seconds, "rounds": args.rounds, "concurrency": args.concurrency, "period": period},
     )
     with tempfile.TemporaryDirectory(prefix="gk-bench-") as tmp_name:
@@ -161,8 +164,11 @@ def main(argv: list[str] | None = None) -> int:
                        "with a 1 s period, more than the machine can probe, so the prober is never idle")
     table.notes.append("probes/s: median over the rounds; vs: median of the per-round ratios (the runners of a round "
                        "ran back to back); (rounds): the lowest and highest per-round ratio to bare Python")
-    table.notes.append("parent CPU: the starting process's CPU time over the window divided by the probes "
-                       "(the probe commands' own CPU is not in it; not measured for the C loop)")
+    table.notes.append("parent CPU: the starting process's CPU time per probe (not measured for the C loop); total "
+                       "CPU: with the probe commands' own (user + system, reaped children)")
+    table.notes.append("CPU-bound ratio: total CPU per command of the bare C loop ÷ the runner's: the share of the "
+                       "C loop's rate the runner reaches when the machine's cores are the limit (steadier than the "
+                       "rates on a machine shared with other work)")
     table.emit(args.out)
     return 0
 
@@ -174,30 +180,33 @@ def run_command(setup: Setup, table: Table, binary: Path | None, label: str, com
     if args.pods:
         pods = args.pods
     else:
-        probe_rate, _ = bare_python(command, cwd, args.concurrency, min(seconds, 1.0))
+        probe_rate = bare_python(command, cwd, args.concurrency, min(seconds, 1.0)).rate
         pods = max(args.concurrency * 2, math.ceil(probe_rate * period * 1.5))
     names = setup.fleet(f"bench-{label.split()[0]}", command, pods, period)
     spawner_runtime = with_spawner(LocalRuntime(setup.state_dir, setup.images))
     exec_runtime = ExecOnly(LocalRuntime(setup.state_dir, setup.images))
-    figures: dict[str, list[float]] = {"bare C": [], "bare Python": [], "prober": [], "prober, runtime.exec": []}
-    cpu: dict[str, list[float]] = {k: [] for k in figures}
+    runners = ["bare C", "bare Python", "prober", "prober, runtime.exec"]
+    figures: dict[str, list[float]] = {k: [] for k in runners}
+    parent: dict[str, list[float]] = {k: [] for k in runners}
+    total: dict[str, list[float]] = {k: [] for k in runners}
     for _ in range(args.rounds):
         if binary is not None:
-            figures["bare C"].append(bare_c(binary, command, cwd, args.concurrency, seconds)[0])
-        c0 = cpu_seconds()[0]
-        rate, count = bare_python(command, cwd, args.concurrency, seconds)
-        figures["bare Python"].append(rate)
-        cpu["bare Python"].append((cpu_seconds()[0] - c0) / max(count, 1) * 1e6)
-        rate, _, per = asyncio.run(prober_rate(setup, names, spawner_runtime, args.concurrency, args.seconds,
-                                               period))
-        figures["prober"].append(rate)
-        cpu["prober"].append(per)
-        if not args.no_exec_path:
-            rate, _, per = asyncio.run(prober_rate(setup, names, exec_runtime, args.concurrency, args.seconds,
-                                                   period))
-            figures["prober, runtime.exec"].append(rate)
-            cpu["prober, runtime.exec"].append(per)
+            bare = bare_c(binary, command, cwd, args.concurrency, seconds)
+            figures["bare C"].append(bare.rate)
+            total["bare C"].append(bare.cpu_per_command * 1e6)
+        bare = bare_python(command, cwd, args.concurrency, seconds)
+        figures["bare Python"].append(bare.rate)
+        total["bare Python"].append(bare.cpu_per_command * 1e6)
+        parent["bare Python"].append(bare.parent_cpu_per_command * 1e6)
+        for runner, runtime in (("prober", spawner_runtime), ("prober, runtime.exec", exec_runtime)):
+            if runner != "prober" and args.no_exec_path:
+                continue
+            rate, own, both = asyncio.run(prober_rate(setup, names, runtime, args.concurrency, seconds, period))
+            figures[runner].append(rate)
+            parent[runner].append(own)
+            total[runner].append(both)
     spawner = getattr(spawner_runtime, "probe_spawner", None)
+    limit_cpu = median(total["bare C"]) if total["bare C"] else median(total["bare Python"])
     for runner, values in figures.items():
         if not values:
             continue
@@ -205,8 +214,10 @@ def run_command(setup: Setup, table: Table, binary: Path | None, label: str, com
         # from elsewhere on the machine hits both sides of a ratio alike).
         versus_c = [ratio(v, c) for v, c in zip(values, figures["bare C"], strict=False)]
         versus_py = [ratio(v, p) for v, p in zip(values, figures["bare Python"], strict=False)]
+        cpu_total = median(total[runner])
         table.add(label, runner, median(values), median(versus_c) if versus_c else None, median(versus_py),
-                  f"{min(versus_py):.2f}–{max(versus_py):.2f}", median(cpu[runner]) if cpu[runner] else None)
+                  f"{min(versus_py):.2f}–{max(versus_py):.2f}", median(parent[runner]) if parent[runner] else None,
+                  cpu_total, ratio(limit_cpu, cpu_total))
     table.params.setdefault("fleet", {})[label] = pods
     table.params.setdefault("rounds_detail", {})[label] = figures
     table.params["spawner"] = getattr(spawner, "backend", None)

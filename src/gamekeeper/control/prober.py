@@ -301,7 +301,7 @@ class Prober:
         # set and container, and per pod only what differs from it.
         base = self._bases.setdefault((state.namespace, state.gss, container), dict(env))
         differ = {k: v for k, v in env.items() if base.get(k) != v}
-        drop = tuple(base.keys() - env.keys()) if len(env) - len(differ) != len(base) else ()
+        drop = tuple(base.keys() - env.keys())
         state.contexts[container] = (str(cwd), base, differ, drop)
         return True
 
