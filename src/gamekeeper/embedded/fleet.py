@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import fcntl
 import json
 import logging
 import os
@@ -25,6 +24,7 @@ from gamekeeper.observe.wiring import Observability
 from gamekeeper.runtime.images import ImageMap
 from gamekeeper.runtime.local import LocalKubelet, LocalRuntime, alive, kill_processes_under, parse_container_id
 from gamekeeper.runtime.network import PodNetwork, network_dir, stop_proxy
+from gamekeeper.runtime.pidlock import PidLock
 from gamekeeper.store.sqlite import SqliteState, SqliteStore
 
 log = logging.getLogger("gamekeeper.embedded")
@@ -74,50 +74,22 @@ class ControllerLock:
     """One controller per state directory: an flock on controller.lock, with its pid beside it."""
 
     def __init__(self, state_dir: Path) -> None:
-        self.path = state_dir / "controller.lock"
-        self.pid_path = state_dir / "controller.pid"
-        self.fd: int | None = None
+        self.lock = PidLock(state_dir, "controller")
 
     def acquire(self) -> None:
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(fd)
+        if not self.lock.try_acquire():
             raise ControllerAlreadyRunning(
-                f"a controller is already running for {self.path.parent} "
-                f"(pid {running_controller_pid(self.path.parent)}); "
-                "stop it first (gk down, or Ctrl-C in its terminal)"
-            ) from None
-        self.fd = fd
-        self.pid_path.write_text(f"{os.getpid()}\n")
+                f"a controller is already running for {self.lock.path.parent} "
+                f"(pid {self.lock.holder()}); stop it first (gk down, or Ctrl-C in its terminal)"
+            )
 
     def release(self) -> None:
-        if self.fd is not None:
-            with contextlib.suppress(FileNotFoundError):
-                self.pid_path.unlink()
-            os.close(self.fd)
-            self.fd = None
+        self.lock.release()
 
 
 def running_controller_pid(state_dir: Path) -> int | None:
     """The pid of the controller holding the lock, or None."""
-    lock = state_dir / "controller.lock"
-    if not lock.exists():
-        return None
-    fd = os.open(lock, os.O_RDWR)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        try:
-            return int((state_dir / "controller.pid").read_text().strip())
-        except (OSError, ValueError):
-            return -1
-    else:
-        fcntl.flock(fd, fcntl.LOCK_UN)
-        return None
-    finally:
-        os.close(fd)
+    return PidLock(state_dir, "controller").holder()
 
 
 def remember_images(state_dir: Path, path: Path) -> None:
@@ -204,18 +176,7 @@ class EmbeddedController:
 
 
 def stop_controller(state_dir: Path, timeout: float = 10.0) -> bool:
-    pid = running_controller_pid(state_dir)
-    if pid is None or pid <= 0:
-        return False
-    with contextlib.suppress(ProcessLookupError):
-        os.kill(pid, signal.SIGTERM)
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline and running_controller_pid(state_dir) is not None:
-        time.sleep(0.1)
-    if running_controller_pid(state_dir) is not None:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGKILL)
-    return True
+    return PidLock(state_dir, "controller").stop_holder(timeout)
 
 
 def stop_game_servers(state: SqliteState, grace: float = 10.0) -> list[str]:

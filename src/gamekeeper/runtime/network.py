@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import fcntl
 import json
 import logging
 import os
@@ -32,7 +31,6 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -57,6 +55,7 @@ from gamekeeper.core.network import (
     with_host_ports,
 )
 from gamekeeper.ports.store import Obj, Store
+from gamekeeper.runtime.pidlock import PidLock
 
 log = logging.getLogger("gamekeeper.network")
 
@@ -445,55 +444,24 @@ def proxy_main(argv: Sequence[str]) -> int:
     directory = Path(argv[0])
     directory.mkdir(parents=True, exist_ok=True)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", stream=sys.stderr)
-    fd = os.open(directory / "proxy.lock", os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
+    lock = PidLock(directory, "proxy")
+    if not lock.try_acquire():
         return 0  # another proxy serves this directory
-    (directory / "proxy.pid").write_text(f"{os.getpid()}\n")
     try:
         asyncio.run(serve_proxy(directory))
     finally:
-        with contextlib.suppress(FileNotFoundError):
-            (directory / "proxy.pid").unlink()
-        os.close(fd)
+        lock.release()
     return 0
 
 
 def running_proxy_pid(directory: Path) -> int | None:
     """The pid of the proxy holding DIR/proxy.lock, or None."""
-    lock = directory / "proxy.lock"
-    if not lock.exists():
-        return None
-    fd = os.open(lock, os.O_RDWR)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        try:
-            return int((directory / "proxy.pid").read_text().strip())
-        except (OSError, ValueError):
-            return -1
-    else:
-        fcntl.flock(fd, fcntl.LOCK_UN)
-        return None
-    finally:
-        os.close(fd)
+    return PidLock(directory, "proxy").holder()
 
 
 def stop_proxy(directory: Path, timeout: float = 5.0) -> bool:
     """Stop the proxy (its listeners close, and with them every forwarded connection); used by `gk down`."""
-    pid = running_proxy_pid(directory)
-    if pid is None or pid <= 0:
-        return False
-    with contextlib.suppress(ProcessLookupError):
-        os.kill(pid, signal.SIGTERM)
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline and running_proxy_pid(directory) is not None:
-        time.sleep(0.05)
-    if running_proxy_pid(directory) is not None:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGKILL)
-    return True
+    return PidLock(directory, "proxy").stop_holder(timeout, poll=0.05)
 
 
 # --- the controller's side -------------------------------------------------------------------------------------
