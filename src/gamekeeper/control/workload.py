@@ -133,8 +133,11 @@ class WorkloadController:
                     await self.store.delete("Pod", namespace, pod["metadata"]["name"])
         present = {index_from_name(p["metadata"]["name"]) for p in members}
         created_now: set[str] = set()
-        for ordinal in sorted(wanted - present):
-            views = [self._view(p, update_rev, strategy, diffs, now) for p in members]
+        missing = sorted(wanted - present)
+        # One view per member, kept in step with `members` as pods are made: recomputing them for every pod
+        # created made scaling up by N cost O(N²).
+        views = [self._view(p, update_rev, strategy, diffs, now) for p in members] if missing else []
+        for ordinal in missing:
             if is_current_revision_needed(strategy, update_rev, ordinal, views) and current_rev != update_rev:
                 revision, template = current_rev, revisions[current_rev].get("data") or spec["template"]
             else:
@@ -142,6 +145,7 @@ class WorkloadController:
             created = await self._create_pod(workload, ordinal, template, revision)
             if created is not None:
                 members.append(created)
+                views.append(self._view(created, update_rev, strategy, diffs, now))
                 created_now.add(created["metadata"]["name"])
 
         # As Kruise: finish the steps of in-place updates under way first; start new updates on a later pass.
