@@ -19,17 +19,19 @@ class GameServerController:
     def __init__(self, store: Store, clock: Callable[[], datetime]) -> None:
         self.store = store
         self.clock = clock
-        self._spec_cache: dict[tuple[str, str, str], GameServerSetSpec] = {}
+        self._spec_cache: dict[tuple[str, str], tuple[str, object, GameServerSetSpec]] = {}
 
     def _gss_spec(self, gss: dict[str, object]) -> GameServerSetSpec:
+        # Keyed by generation, not resourceVersion: the set's status changes with every GameServer state change,
+        # and validating the whole spec again after each of those is wasted work.
         meta = gss["metadata"]
         assert isinstance(meta, dict)
-        key = (meta["namespace"], meta["name"], meta["resourceVersion"])
-        spec = self._spec_cache.get(key)
-        if spec is None:
-            spec = GameServerSetSpec.model_validate(gss["spec"])
-            self._spec_cache = {k: v for k, v in self._spec_cache.items() if k[:2] != key[:2]}
-            self._spec_cache[key] = spec
+        uid, generation = str(meta.get("uid", "")), meta.get("generation", meta.get("resourceVersion"))
+        cached = self._spec_cache.get((meta["namespace"], meta["name"]))
+        if cached is not None and cached[0] == uid and cached[1] == generation:
+            return cached[2]
+        spec = GameServerSetSpec.model_validate(gss["spec"])
+        self._spec_cache[(meta["namespace"], meta["name"])] = (uid, generation, spec)
         return spec
 
     async def reconcile(self, namespace: str, name: str) -> None:
