@@ -8,15 +8,19 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
+from gamekeeper.api.models import OWNER_GSS_KEY
 from gamekeeper.control.gameserver import GameServerController
 from gamekeeper.control.gameserverset import GameServerSetController
 from gamekeeper.control.prober import Prober
 from gamekeeper.control.queue import WorkQueue
 from gamekeeper.control.workload import WorkloadController
 from gamekeeper.ports.runtime import Runtime
-from gamekeeper.ports.store import Change, Store
+from gamekeeper.ports.store import Change, Obj, Store
 
 log = logging.getLogger("gamekeeper.manager")
+
+# Each set-wide reconcile (GameServerSet, Workload) takes at most 1/(1 + SET_SPACING) of the event loop.
+SET_SPACING = 4.0
 
 PodListener = Callable[[str, str], None]
 ChangeListener = Callable[[Change], None]
@@ -25,6 +29,13 @@ ChangeListener = Callable[[Change], None]
 def owner_name(name: str) -> str:
     """The set a pod or GameServer belongs to, from its name (`<set>-<ordinal>`)."""
     return name.rsplit("-", 1)[0]
+
+
+def spec_mark(obj: Obj) -> tuple[str, object]:
+    """What changes when an object's spec does: its uid and generation (resourceVersion where a store keeps no
+    generation, which changes more often but never misses a spec change)."""
+    meta = obj["metadata"]
+    return str(meta.get("uid", "")), meta.get("generation", meta.get("resourceVersion"))
 
 
 class ControllerManager:
@@ -45,10 +56,17 @@ class ControllerManager:
         self.workloads = WorkloadController(store, clock)
         self.gameservers = GameServerController(store, clock)
         self.prober = Prober(store, runtime, clock)
-        self.gss_queue = WorkQueue("gameserverset", self.gss.reconcile, observe_reconcile)
-        self.workload_queue = WorkQueue("workload", self.workloads.reconcile, observe_reconcile)
+        # A set's reconcile reads all its pods and comes back on every pod change: spaced, so that at 10,000 pods
+        # it does not crowd out the per-server work (see WorkQueue).
+        self.gss_queue = WorkQueue("gameserverset", self.gss.reconcile, observe_reconcile, spacing=SET_SPACING)
+        self.workload_queue = WorkQueue("workload", self.workloads.reconcile, observe_reconcile, spacing=SET_SPACING)
         self.gs_queue = WorkQueue("gameserver", self.gameservers.reconcile, observe_reconcile)
         self.probe_queue = WorkQueue("prober", self.prober.sync_pod, observe_reconcile)
+        # A set's change reaches its pods' probes through this queue, so that a burst of status updates of one set
+        # is looked at once.
+        self.probe_set_queue = WorkQueue("prober-set", self._probe_set, observe_reconcile)
+        # (uid, generation) of each set whose pods' probes were last re-synced.
+        self._probed_specs: dict[tuple[str, str], tuple[str, object]] = {}
         # minReadySeconds: a pod that is Ready but not yet available is looked at again when it will be.
         self.workloads.requeue_after = self.workload_queue.add_after
         self.pod_listeners = pod_listeners or []
@@ -56,7 +74,7 @@ class ControllerManager:
         self.ready = asyncio.Event()
 
     def queues(self) -> list[WorkQueue]:
-        return [self.gss_queue, self.workload_queue, self.gs_queue, self.probe_queue]
+        return [self.gss_queue, self.workload_queue, self.gs_queue, self.probe_queue, self.probe_set_queue]
 
     async def enqueue_all(self) -> None:
         for kind in ("GameServerSet", "Workload", "Pod", "GameServer"):
@@ -70,7 +88,7 @@ class ControllerManager:
         if change.kind == "GameServerSet":
             self.gss_queue.add(ns, name)
             self.workload_queue.add(ns, name)
-            asyncio.get_running_loop().create_task(self._probe_set(ns, name))
+            self.probe_set_queue.add(ns, name)
         elif change.kind == "Workload":
             self.workload_queue.add(ns, name)
             self.gss_queue.add(ns, name)
@@ -85,9 +103,21 @@ class ControllerManager:
             self.gs_queue.add(ns, name)
 
     async def _probe_set(self, namespace: str, name: str) -> None:
-        for pod in await self.store.list("Pod", namespace):
-            if owner_name(pod["metadata"]["name"]) == name:
-                self.probe_queue.add(namespace, pod["metadata"]["name"])
+        """Re-sync the probes of a set's pods when its spec changed (serviceQualities live there), or it is gone.
+
+        Not on a status update: a set's status changes with every GameServer state change, and re-syncing every
+        pod of the set each time made each such change cost O(servers)."""
+        key = (namespace, name)
+        gss = await self.store.get("GameServerSet", namespace, name)
+        mark = None if gss is None else spec_mark(gss)
+        if mark is not None and self._probed_specs.get(key) == mark:
+            return
+        for pod in await self.store.list("Pod", namespace, {OWNER_GSS_KEY: name}):
+            self.probe_queue.add(namespace, pod["metadata"]["name"])
+        if mark is None:
+            self._probed_specs.pop(key, None)
+        else:
+            self._probed_specs[key] = mark
 
     async def run(self) -> None:
         tasks: list[asyncio.Task[Any]] = [asyncio.create_task(q.run(), name=q.name) for q in self.queues()]

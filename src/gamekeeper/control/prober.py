@@ -204,9 +204,6 @@ class Prober:
 
     async def sync_pod(self, namespace: str, name: str) -> None:
         """Start, keep or stop the probes of one pod to match its set's service qualities."""
-        # Let due probes start between pods: a resync brings every pod here at once, and the work queue does not
-        # yield between keys by itself.
-        await asyncio.sleep(0)
         pod = await self.store.get("Pod", namespace, name)
         qualities: list[_Quality] = []
         gss_name = ""

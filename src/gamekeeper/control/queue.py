@@ -13,6 +13,13 @@ log = logging.getLogger("gamekeeper.queue")
 
 Key = tuple[str, str]
 
+# Spacing applies only to keys whose reconcile took at least this long (a set's, over all its pods); cheap keys
+# never wait.
+SPACED_ABOVE = 0.01
+MAX_SPACING = 5.0
+# How long a queue works through waiting keys before it lets the event loop run something else.
+SLICE = 0.01
+
 
 class WorkQueue:
     def __init__(
@@ -20,19 +27,31 @@ class WorkQueue:
         name: str,
         handler: Callable[[str, str], Awaitable[None]],
         observe: Callable[[str, float], None] | None = None,
+        spacing: float = 0.0,
     ) -> None:
+        """`spacing`: a key whose reconcile took d seconds is not reconciled again within spacing × d (at most
+        MAX_SPACING), so that one expensive key re-queued by every change of a large fleet (a set's reconcile
+        lists all its pods) takes at most 1 / (1 + spacing) of the event loop; the changes meanwhile are
+        coalesced into the one pending reconcile."""
         self.name = name
         self.handler = handler
         self.observe = observe
+        self.spacing = spacing
         self._queue: asyncio.Queue[Key] = asyncio.Queue()
         self._pending: set[Key] = set()
         self._failures: dict[Key, int] = {}
+        self._not_before: dict[Key, float] = {}
         self.processed = 0
 
     def add(self, namespace: str, name: str) -> None:
         key = (namespace, name)
-        if key not in self._pending:
-            self._pending.add(key)
+        if key in self._pending:
+            return
+        self._pending.add(key)
+        wait = self._not_before[key] - time.monotonic() if key in self._not_before else 0.0
+        if wait > 0:
+            asyncio.get_running_loop().call_later(wait, self._queue.put_nowait, key)
+        else:
             self._queue.put_nowait(key)
 
     def add_after(self, delay: float, namespace: str, name: str) -> None:
@@ -42,8 +61,13 @@ class WorkQueue:
         return self._queue.qsize()
 
     async def run(self) -> None:
+        slice_started = time.perf_counter()
         while True:
-            key = await self._queue.get()
+            if self._queue.empty():
+                key = await self._queue.get()  # suspends: the loop runs everything else meanwhile
+                slice_started = time.perf_counter()
+            else:
+                key = self._queue.get_nowait()
             self._pending.discard(key)
             started = time.perf_counter()
             try:
@@ -59,5 +83,19 @@ class WorkQueue:
                 log.exception("%s: reconcile %s/%s failed (retry in %.1fs)", self.name, *key, delay)
                 self.add_after(delay, *key)
             self.processed += 1
+            ended = time.perf_counter()
+            took = ended - started
             if self.observe is not None:
-                self.observe(self.name, time.perf_counter() - started)
+                self.observe(self.name, took)
+            if self.spacing:
+                if took >= SPACED_ABOVE:
+                    self._not_before[key] = time.monotonic() + min(took * self.spacing, MAX_SPACING)
+                else:
+                    self._not_before.pop(key, None)
+            if ended - slice_started >= SLICE and not self._queue.empty():
+                # `get` returns at once while keys wait, and a store that never suspends (SQLite) makes a handler
+                # that never suspends either: without this a resync's thousands of keys held the event loop for
+                # seconds, and timers (the prober's ticks) and the other queues waited. Yielding after every key
+                # instead would give a queue of cheap keys one key per turn of a loop that other work makes long.
+                await asyncio.sleep(0)
+                slice_started = time.perf_counter()
