@@ -197,31 +197,12 @@ class PretendKubelet:
             resource_version=pod["metadata"]["resourceVersion"], subresource="status")
 
 
-def probe_set_on_spec_changes_only(manager: ControllerManager) -> None:
-    """The change proposed for control/manager.py, applied to this manager: on a GameServerSet change, re-sync
-    the set's probes only when its spec changed (a new generation), not on every status update. Unchanged, every
-    status update of the set lists all its pods and re-syncs each one's probes: O(servers) per update, which
-    at 10,000 servers keeps the controller from ever settling."""
-    original = manager._probe_set
-    seen: dict[tuple[str, str], tuple[Any, Any] | None] = {}
-
-    async def probe_set(namespace: str, name: str) -> None:
-        gss = await manager.store.get("GameServerSet", namespace, name)
-        mark = None if gss is None else (gss["metadata"].get("uid"), gss["metadata"].get("generation"))
-        if mark is not None and seen.get((namespace, name)) == mark:
-            return
-        seen[(namespace, name)] = mark
-        await original(namespace, name)
-
-    manager._probe_set = probe_set  # type: ignore[method-assign]
-
-
 class Controller:
     """The embedded controller's wiring (embedded/fleet.py EmbeddedController.run), in this process, with the
     probe spawner on and a choice of kubelet."""
 
     def __init__(self, state_dir: Path, images: ImageMap, kubelet: str = "real", resync_seconds: float = 30.0,
-                 spawner: bool = True, assist: bool = False) -> None:
+                 spawner: bool = True) -> None:
         self.state_dir = state_dir
         self.state = SqliteState(state_dir)
         self.store = SqliteStore(self.state, resync_seconds=min(resync_seconds, 5.0))
@@ -234,8 +215,6 @@ class Controller:
             self.kubelet = PretendKubelet(self.store, state_dir, images, utc_now)
         self.manager = ControllerManager(self.store, self.runtime, utc_now, resync_seconds=resync_seconds,
                                          pod_listeners=[self.kubelet.enqueue])
-        if assist:
-            probe_set_on_spec_changes_only(self.manager)
         self.tasks: list[asyncio.Task[Any]] = []
 
     def start(self) -> None:
