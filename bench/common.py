@@ -36,6 +36,9 @@ class Table:
     rows: list[list[Any]] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     params: dict[str, Any] = field(default_factory=dict)
+    # Read when the program starts (a table is made before the measurements): the load average at the end
+    # is mostly the benchmark's own.
+    started_on: dict[str, Any] = field(default_factory=lambda: machine())
 
     def add(self, *cells: Any) -> None:
         self.rows.append(list(cells))
@@ -57,7 +60,7 @@ class Table:
             "name": self.name,
             "title": self.title,
             "when": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-            "machine": machine(),
+            "machine": {**self.started_on, "load_at_end": machine()["load_at_start"]},
             "params": self.params,
             "columns": self.columns,
             "rows": self.rows,

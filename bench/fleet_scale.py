@@ -49,6 +49,7 @@ from bench.common import (
     bare_c_binary,
     bare_python,
     cpu_seconds,
+    machine,
     percentile,
     raise_fd_limit,
     ratio,
@@ -344,6 +345,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.quick:
         args.fleets, args.period, args.window, args.flips = "5:pretend", 1, 1.0, 2
     fleets = [(int(size), kubelet) for size, _, kubelet in (f.partition(":") for f in args.fleets.split(","))]
+    started_on = machine()
     # The limit moves with whatever else runs on the machine: measured before and after the fleets, averaged.
     seconds = 0.3 if args.quick else 5.0
     before = spawn_limit(args.concurrency, seconds)
@@ -363,6 +365,7 @@ def main(argv: list[str] | None = None) -> int:
         params={"period": args.period, "window": args.window, "flips": args.flips,
                 "concurrency": args.concurrency, "spawn_limit": limits, "spawn_limit_before": before,
                 "spawn_limit_after": after},
+        started_on=started_on,
     )
     for data in results:
         size, kubelet = data["size"], data["kubelet"]
