@@ -50,7 +50,7 @@ def cheap_image(directory: Path, mode: str = "idle") -> ImageMap:
 
 
 def with_spawner(runtime: LocalRuntime) -> LocalRuntime:
-    """Offer the fast probe spawner on the runtime (what runtime/local.py is to do itself; see bench/README.md)."""
+    """The probe spawner on the runtime (LocalRuntime offers it where the platform allows; this makes sure)."""
     if getattr(runtime, "probe_spawner", None) is None and available():
         runtime.probe_spawner = ProbeSpawner()  # type: ignore[attr-defined]
     return runtime

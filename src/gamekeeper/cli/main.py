@@ -743,7 +743,7 @@ def exec(
     sd = resolve_state_dir(state_dir)
     state = SqliteState(sd)
     pod = _pod_for(state, namespace, name)
-    runtime = LocalRuntime(sd, _images(sd, None, [], required=True))
+    runtime = LocalRuntime(sd, _images(sd, None, [], required=True), spawner=False)
     try:
         cwd, env = runtime.exec_context(pod, container)
     except ContainerNotRunning as e:

@@ -143,6 +143,7 @@ class EmbeddedController:
             cleanup.push_async_callback(network.close)
             kubelet = LocalKubelet(store, self.state_dir, self.images, clock=self.clock, network=network)
             runtime = LocalRuntime(self.state_dir, self.images)
+            cleanup.callback(runtime.close)
             observability = Observability(store, self.clock) if self.metrics_addr else None
             self.manager = ControllerManager(
                 store, runtime, self.clock, resync_seconds=self.resync_seconds, pod_listeners=[kubelet.enqueue],

@@ -47,6 +47,7 @@ from gamekeeper.ports.runtime import ContainerNotRunning, ExecResult
 from gamekeeper.ports.store import Conflict, NotFound, Obj, Store
 from gamekeeper.runtime.images import ImageMap, UnknownImage
 from gamekeeper.runtime.network import RETRY_SECONDS, PodNetwork
+from gamekeeper.runtime.spawn import ProbeSpawner, default_spawner
 
 log = logging.getLogger("gamekeeper.kubelet")
 
@@ -249,9 +250,18 @@ async def run_with_timeout(
 class LocalRuntime:
     """Runtime port for embedded mode: exec runs in the container's directory and environment."""
 
-    def __init__(self, state_dir: Path, images: ImageMap) -> None:
+    def __init__(self, state_dir: Path, images: ImageMap, spawner: bool = True) -> None:
         self.paths = LocalPaths(state_dir)
         self.images = images
+        # The prober starts exec probes through this (with exec_context) instead of `exec`: posix_spawn, output to
+        # memory files, exits on one epoll (runtime/spawn.py, docs/performance.md). None where the platform
+        # lacks pidfd/memfd/epoll; `exec` (asyncio subprocesses) then serves the probes too.
+        self.probe_spawner: ProbeSpawner | None = default_spawner() if spawner else None
+
+    def close(self) -> None:
+        """Kill the probes still running and release the spawner's descriptors."""
+        if self.probe_spawner is not None:
+            self.probe_spawner.close()
 
     def exec_context(self, pod: Mapping[str, Any], container: str | None) -> tuple[Path, dict[str, str]]:
         spec = pod_container(pod, container)
