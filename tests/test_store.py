@@ -168,3 +168,48 @@ def test_events_fold_repeats(tmp_path: Path) -> None:
     state.record_event(obj, "Normal", "Scale", "scale from 1 to 2")
     events = state.list_events("default")
     assert [(e.type, e.reason, e.count) for e in events] == [("Warning", "GsStateChanged", 3), ("Normal", "Scale", 1)]
+
+
+def labelled_pod(name: str, labels: dict[str, str] | None, namespace: str = "default") -> dict[str, Any]:
+    meta: dict[str, Any] = {"name": name, "namespace": namespace}
+    if labels is not None:
+        meta["labels"] = labels
+    return {"apiVersion": "v1", "kind": "Pod", "metadata": meta, "spec": {"containers": [{"name": "c"}]}}
+
+
+def test_listing_by_owner_reads_only_that_sets_rows_through_the_index(tmp_path: Path) -> None:
+    owner = "game.kruise.io/owner-gss"
+    state = SqliteState(tmp_path)
+    for name, labels, namespace in [
+        ("b-10", {owner: "b", "tier": "x"}, "default"), ("b-2", {owner: "b"}, "default"),
+        ("a-0", {owner: "a"}, "default"), ("b-1", {owner: "b", "tier": "x"}, "other"),
+        ("loose", None, "default"), ("bb-0", {owner: "bb"}, "default"),
+    ]:
+        state.create(labelled_pod(name, labels, namespace))
+    names = [p["metadata"]["name"] for p in state.list("Pod", "default", {owner: "b"})]
+    assert names == ["b-10", "b-2"]  # by name, as every listing
+    assert [p["metadata"]["name"] for p in state.list("Pod", "default", {owner: "b", "tier": "x"})] == ["b-10"]
+    assert [(p["metadata"]["namespace"], p["metadata"]["name"]) for p in state.list("Pod", None, {owner: "b"})] == [
+        ("default", "b-10"), ("default", "b-2"), ("other", "b-1")]
+    assert [p["metadata"]["name"] for p in state.list("Pod", "default", {"tier": "x"})] == ["b-10"]
+    assert len(state.list("Pod", "default")) == 5
+    # A label change moves the object between sets' listings.
+    state.patch("Pod", "default", "a-0", {"metadata": {"labels": {owner: "b"}}})
+    assert [p["metadata"]["name"] for p in state.list("Pod", "default", {owner: "b"})] == ["a-0", "b-10", "b-2"]
+    plan = state.db.execute(
+        "EXPLAIN QUERY PLAN SELECT body FROM objects WHERE kind = ? AND namespace = ? AND "
+        f"""json_extract(body, '$.metadata.labels."{owner}"') = ? ORDER BY name""", ("Pod", "default", "b"),
+    ).fetchall()
+    assert any("objects_owner" in str(row) for row in plan), plan
+
+
+def test_a_state_made_before_the_owner_index_gets_it_on_open(tmp_path: Path) -> None:
+    state = SqliteState(tmp_path)
+    state.create(labelled_pod("a-0", {"game.kruise.io/owner-gss": "a"}))
+    state.db.execute("DROP INDEX objects_owner")
+    state.close()
+    reopened = SqliteState(tmp_path)
+    indexes = {row[0] for row in reopened.db.execute("SELECT name FROM sqlite_master WHERE type = 'index'")}
+    assert "objects_owner" in indexes
+    assert [p["metadata"]["name"] for p in reopened.list("Pod", "default", {"game.kruise.io/owner-gss": "a"})] == [
+        "a-0"]
