@@ -8,6 +8,7 @@ import asyncio
 import contextlib
 import os
 import shutil
+import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -19,6 +20,7 @@ from gamekeeper.api.loading import load_documents
 from gamekeeper.api.models import OWNER_GSS_KEY
 from gamekeeper.api.times import format_time
 from gamekeeper.control.manager import ControllerManager
+from gamekeeper.control.queue import SLICE
 from gamekeeper.ports.runtime import ExecResult, Runtime
 from gamekeeper.ports.store import Conflict, NotFound, Obj, Store
 from gamekeeper.runtime.images import ImageMap, load_image_map
@@ -52,7 +54,7 @@ def cheap_image(directory: Path, mode: str = "idle") -> ImageMap:
 def with_spawner(runtime: LocalRuntime) -> LocalRuntime:
     """The probe spawner on the runtime (LocalRuntime offers it where the platform allows; this makes sure)."""
     if getattr(runtime, "probe_spawner", None) is None and available():
-        runtime.probe_spawner = ProbeSpawner()  # type: ignore[attr-defined]
+        runtime.probe_spawner = ProbeSpawner()
     return runtime
 
 
@@ -154,8 +156,16 @@ class PretendKubelet:
     async def run(self) -> None:
         for pod in await self.store.list("Pod"):
             self.enqueue(pod["metadata"]["namespace"], pod["metadata"]["name"])
+        slice_started = time.perf_counter()
         while True:
-            key = await self._queue.get()
+            if self._queue.empty():
+                key = await self._queue.get()
+                slice_started = time.perf_counter()
+            else:
+                key = self._queue.get_nowait()
+                if time.perf_counter() - slice_started >= SLICE:  # as LocalKubelet.run
+                    await asyncio.sleep(0)
+                    slice_started = time.perf_counter()
             self._queued.discard(key)
             with contextlib.suppress(Conflict, NotFound):
                 await self.sync_pod(*key)

@@ -6,6 +6,7 @@ Counted, not timed: reconcile-time store lists, pod views computed, and whether 
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import Path
@@ -18,10 +19,12 @@ from gamekeeper.api.models import OWNER_GSS_KEY
 from gamekeeper.control.gameserver import GameServerController
 from gamekeeper.control.gameserverset import GameServerSetController
 from gamekeeper.control.manager import ControllerManager
-from gamekeeper.control.queue import WorkQueue
+from gamekeeper.control.queue import SLICE, WorkQueue
 from gamekeeper.control.workload import WorkloadController
 from gamekeeper.ports.runtime import ExecResult
 from gamekeeper.ports.store import Change, Obj
+from gamekeeper.runtime.images import ImageMap
+from gamekeeper.runtime.local import LocalKubelet
 from gamekeeper.store.sqlite import SqliteState, SqliteStore
 from tests.fleet import Fleet, ops, wait_for
 from tests.test_resilience import custom_images, gss_doc
@@ -203,8 +206,6 @@ async def run_keys(monkeypatch: pytest.MonkeyPatch, seconds_per_key: float) -> l
 
 @pytest.mark.asyncio
 async def test_queue_lets_other_tasks_run_between_keys(monkeypatch: pytest.MonkeyPatch) -> None:
-    from gamekeeper.control.queue import SLICE
-
     assert await run_keys(monkeypatch, SLICE * 1.5) == ["k1", "other", "k2", "other", "k3"]
 
 
@@ -212,9 +213,40 @@ async def test_queue_lets_other_tasks_run_between_keys(monkeypatch: pytest.Monke
 async def test_queue_runs_cheap_keys_in_one_turn(monkeypatch: pytest.MonkeyPatch) -> None:
     """Yielding after every key would give a queue of cheap keys one key per turn of the loop, however long the
     others make that turn."""
-    from gamekeeper.control.queue import SLICE
-
     assert await run_keys(monkeypatch, SLICE / 10) == ["k1", "k2", "k3"]
+
+
+@pytest.mark.asyncio
+async def test_kubelet_lets_other_tasks_run_between_pods(tmp_path: Path) -> None:
+    """A resync brings every pod to the local kubelet at once; like the work queues it must let the loop run
+    (the probes' timer) between slices of pods, not only when its queue is empty."""
+    kubelet = LocalKubelet(SqliteStore(SqliteState(tmp_path)), tmp_path, ImageMap(None, {}))
+    order: list[str] = []
+
+    async def sync_pod(namespace: str, name: str) -> None:
+        order.append(name)
+        busy_until = time.perf_counter() + SLICE * 1.5  # a pod that never suspends and takes more than a slice
+        while time.perf_counter() < busy_until:
+            pass
+
+    kubelet.sync_pod = sync_pod  # type: ignore[method-assign]
+    for name in ("p1", "p2", "p3"):
+        kubelet.enqueue(NS, name)
+
+    async def other() -> None:
+        while True:
+            order.append("other")
+            await asyncio.sleep(0)
+
+    worker = asyncio.create_task(kubelet.run())
+    bystander = asyncio.create_task(other())
+    while len([item for item in order if item != "other"]) < 3:
+        await asyncio.sleep(0)
+    worker.cancel()
+    bystander.cancel()
+    await asyncio.gather(worker, bystander, return_exceptions=True)
+    pods = [i for i, item in enumerate(order) if item != "other"]
+    assert order[pods[0]:pods[-1] + 1] == ["p1", "other", "p2", "other", "p3"]
 
 
 @pytest.mark.asyncio
