@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Mapping
+from collections.abc import Coroutine, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -187,21 +187,28 @@ async def run_keys(monkeypatch: pytest.MonkeyPatch, seconds_per_key: float) -> l
     for name in ("k1", "k2", "k3"):
         queue.add(NS, name)
 
+    return await beside_a_bystander(queue.run(), order, ["k1", "k2", "k3"])
+
+
+async def beside_a_bystander(work: Coroutine[Any, Any, None], order: list[str], keys: list[str]) -> list[str]:
+    """Run `work` (which appends each key it handles to `order`) beside a task that wants the loop all the time
+    and appends "other" on each turn; the order from the first key to the last."""
+
     async def other() -> None:
         while True:
             order.append("other")
             await asyncio.sleep(0)
 
-    worker = asyncio.create_task(queue.run())
+    worker = asyncio.create_task(work)
     bystander = asyncio.create_task(other())
-    while queue.processed < 3:
+    while len([item for item in order if item != "other"]) < len(keys):
         await asyncio.sleep(0)
     worker.cancel()
     bystander.cancel()
     await asyncio.gather(worker, bystander, return_exceptions=True)
-    keys = [i for i, item in enumerate(order) if item != "other"]
-    assert [order[i] for i in keys] == ["k1", "k2", "k3"]
-    return order[keys[0]:keys[-1] + 1]
+    handled = [i for i, item in enumerate(order) if item != "other"]
+    assert [order[i] for i in handled] == keys
+    return order[handled[0]:handled[-1] + 1]
 
 
 @pytest.mark.asyncio
@@ -232,21 +239,8 @@ async def test_kubelet_lets_other_tasks_run_between_pods(tmp_path: Path) -> None
     kubelet.sync_pod = sync_pod  # type: ignore[method-assign]
     for name in ("p1", "p2", "p3"):
         kubelet.enqueue(NS, name)
-
-    async def other() -> None:
-        while True:
-            order.append("other")
-            await asyncio.sleep(0)
-
-    worker = asyncio.create_task(kubelet.run())
-    bystander = asyncio.create_task(other())
-    while len([item for item in order if item != "other"]) < 3:
-        await asyncio.sleep(0)
-    worker.cancel()
-    bystander.cancel()
-    await asyncio.gather(worker, bystander, return_exceptions=True)
-    pods = [i for i, item in enumerate(order) if item != "other"]
-    assert order[pods[0]:pods[-1] + 1] == ["p1", "other", "p2", "other", "p3"]
+    assert await beside_a_bystander(kubelet.run(), order, ["p1", "p2", "p3"]) == [
+        "p1", "other", "p2", "other", "p3"]
 
 
 @pytest.mark.asyncio
