@@ -8,7 +8,6 @@ import asyncio
 import contextlib
 import os
 import shutil
-import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -20,7 +19,7 @@ from gamekeeper.api.loading import load_documents
 from gamekeeper.api.models import OWNER_GSS_KEY
 from gamekeeper.api.times import format_time
 from gamekeeper.control.manager import ControllerManager
-from gamekeeper.control.queue import SLICE
+from gamekeeper.control.queue import Slices
 from gamekeeper.ports.runtime import ExecResult, Runtime
 from gamekeeper.ports.store import Conflict, NotFound, Obj, Store
 from gamekeeper.runtime.images import ImageMap, load_image_map
@@ -156,16 +155,9 @@ class PretendKubelet:
     async def run(self) -> None:
         for pod in await self.store.list("Pod"):
             self.enqueue(pod["metadata"]["namespace"], pod["metadata"]["name"])
-        slice_started = time.perf_counter()
+        slices = Slices()  # as LocalKubelet.run
         while True:
-            if self._queue.empty():
-                key = await self._queue.get()
-                slice_started = time.perf_counter()
-            else:
-                key = self._queue.get_nowait()
-                if time.perf_counter() - slice_started >= SLICE:  # as LocalKubelet.run
-                    await asyncio.sleep(0)
-                    slice_started = time.perf_counter()
+            key = await slices.next(self._queue)
             self._queued.discard(key)
             with contextlib.suppress(Conflict, NotFound):
                 await self.sync_pod(*key)

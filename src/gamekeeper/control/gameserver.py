@@ -10,7 +10,7 @@ from datetime import datetime
 from gamekeeper.api.models import GS_DELETING_KEY, GameServerSetSpec
 from gamekeeper.core.gameserver import gs_to_pod, gss_name_for, new_game_server, pod_to_gs
 from gamekeeper.core.update import synced_container_images
-from gamekeeper.ports.store import AlreadyExists, NotFound, Store
+from gamekeeper.ports.store import AlreadyExists, NotFound, Obj, Store, spec_version
 
 log = logging.getLogger("gamekeeper.gameserver")
 
@@ -19,19 +19,17 @@ class GameServerController:
     def __init__(self, store: Store, clock: Callable[[], datetime]) -> None:
         self.store = store
         self.clock = clock
-        self._spec_cache: dict[tuple[str, str], tuple[str, object, GameServerSetSpec]] = {}
+        self._spec_cache: dict[tuple[str, str], tuple[tuple[str, object], GameServerSetSpec]] = {}
 
-    def _gss_spec(self, gss: dict[str, object]) -> GameServerSetSpec:
-        # Keyed by generation, not resourceVersion: the set's status changes with every GameServer state change,
-        # and validating the whole spec again after each of those is wasted work.
-        meta = gss["metadata"]
-        assert isinstance(meta, dict)
-        uid, generation = str(meta.get("uid", "")), meta.get("generation", meta.get("resourceVersion"))
-        cached = self._spec_cache.get((meta["namespace"], meta["name"]))
-        if cached is not None and cached[0] == uid and cached[1] == generation:
-            return cached[2]
+    def _gss_spec(self, gss: Obj) -> GameServerSetSpec:
+        # By spec version, not resourceVersion: validating the whole spec again after each status update of the
+        # set is wasted work.
+        key, version = (gss["metadata"]["namespace"], gss["metadata"]["name"]), spec_version(gss)
+        cached = self._spec_cache.get(key)
+        if cached is not None and cached[0] == version:
+            return cached[1]
         spec = GameServerSetSpec.model_validate(gss["spec"])
-        self._spec_cache[(meta["namespace"], meta["name"])] = (uid, generation, spec)
+        self._spec_cache[key] = (version, spec)
         return spec
 
     async def reconcile(self, namespace: str, name: str) -> None:

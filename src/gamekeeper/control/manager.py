@@ -15,7 +15,7 @@ from gamekeeper.control.prober import Prober
 from gamekeeper.control.queue import WorkQueue
 from gamekeeper.control.workload import WorkloadController
 from gamekeeper.ports.runtime import Runtime
-from gamekeeper.ports.store import Change, Obj, Store
+from gamekeeper.ports.store import Change, Store, spec_version
 
 log = logging.getLogger("gamekeeper.manager")
 
@@ -29,13 +29,6 @@ ChangeListener = Callable[[Change], None]
 def owner_name(name: str) -> str:
     """The set a pod or GameServer belongs to, from its name (`<set>-<ordinal>`)."""
     return name.rsplit("-", 1)[0]
-
-
-def spec_mark(obj: Obj) -> tuple[str, object]:
-    """What changes when an object's spec does: its uid and generation (resourceVersion where a store keeps no
-    generation, which changes more often but never misses a spec change)."""
-    meta = obj["metadata"]
-    return str(meta.get("uid", "")), meta.get("generation", meta.get("resourceVersion"))
 
 
 class ControllerManager:
@@ -111,7 +104,7 @@ class ControllerManager:
         pod of the set each time made each such change cost O(servers)."""
         key = (namespace, name)
         gss = await self.store.get("GameServerSet", namespace, name)
-        mark = None if gss is None else spec_mark(gss)
+        mark = None if gss is None else spec_version(gss)
         if mark is not None and self._probed_specs.get(key) == mark:
             return
         for pod in await self.store.list("Pod", namespace, {OWNER_GSS_KEY: name}):

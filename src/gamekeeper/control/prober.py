@@ -40,7 +40,7 @@ from gamekeeper.api.times import parse_time
 from gamekeeper.control.probes import http_get_probe, tcp_socket_probe
 from gamekeeper.core.service_quality import MAX_MESSAGE_BYTES, ProbeWorker, probe_condition, probe_message
 from gamekeeper.ports.runtime import ContainerNotRunning, ExecResult, Runtime
-from gamekeeper.ports.store import Conflict, Obj, Store
+from gamekeeper.ports.store import Conflict, Obj, Store, spec_version
 
 log = logging.getLogger("gamekeeper.prober")
 
@@ -180,7 +180,7 @@ class Prober:
         self.spawner: ProbeSpawner | None = spawner or getattr(runtime, "probe_spawner", None)
         self.stats = ProbeStats()
         self.pods: dict[tuple[str, str], _Pod] = {}
-        self._qualities: dict[tuple[str, str], tuple[str, int, list[_Quality]]] = {}
+        self._qualities: dict[tuple[str, str], tuple[tuple[str, object], list[_Quality]]] = {}
         self._bases: dict[tuple[str, str, str], dict[str, str]] = {}
         self._pending: deque[_Probe] = deque()
         self._ticks: list[tuple[float, int, _Probe]] = []  # heap of (next tick, sequence, probe)
@@ -262,11 +262,11 @@ class Prober:
         meta = gss["metadata"]
         key = (meta["namespace"], meta["name"])
         cached = self._qualities.get(key)
-        generation = meta.get("generation", 0)
-        if cached is not None and cached[0] == meta.get("uid") and cached[1] == generation:
-            return cached[2]
+        version = spec_version(gss)
+        if cached is not None and cached[0] == version:
+            return cached[1]
         raws = gss["spec"].get("serviceQualities") or []
-        old = {q.digest: q for q in cached[2]} if cached is not None else {}
+        old = {q.digest: q for q in cached[1]} if cached is not None else {}
         qualities = []
         for raw in raws:
             quality = _Quality(raw)
@@ -274,7 +274,7 @@ class Prober:
                 continue
             # An unchanged quality stays the same object, so its probes keep running.
             qualities.append(old.get(quality.digest, quality))
-        self._qualities[key] = (meta.get("uid", ""), generation, qualities)
+        self._qualities[key] = (version, qualities)
         return qualities
 
     def _context(self, state: _Pod, pod: Obj, container: str) -> bool:

@@ -6,12 +6,14 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
+from typing import TypeVar
 
 from gamekeeper.ports.store import Conflict
 
 log = logging.getLogger("gamekeeper.queue")
 
 Key = tuple[str, str]
+T = TypeVar("T")
 
 # Spacing applies only to keys whose reconcile took at least this long (a set's, over all its pods); cheap keys
 # never wait.
@@ -19,6 +21,29 @@ SPACED_ABOVE = 0.01
 MAX_SPACING = 5.0
 # How long a queue works through waiting keys before it lets the event loop run something else.
 SLICE = 0.01
+
+
+class Slices:
+    """Takes keys from a queue one consumer works through, letting the event loop run other work after each
+    SLICE of it.
+
+    `get` returns at once while keys wait, and a store that never suspends (SQLite) makes a handler that never
+    suspends either: without this a resync's thousands of keys held the event loop for seconds, and timers (the
+    prober's ticks) and the other queues waited. Yielding before every key instead would give a queue of cheap
+    keys one key per turn of a loop that other work makes long."""
+
+    def __init__(self) -> None:
+        self._started = time.perf_counter()
+
+    async def next(self, queue: asyncio.Queue[T]) -> T:
+        if queue.empty():
+            key = await queue.get()  # suspends: the loop runs everything else meanwhile
+            self._started = time.perf_counter()
+            return key
+        if time.perf_counter() - self._started >= SLICE:
+            await asyncio.sleep(0)
+            self._started = time.perf_counter()
+        return queue.get_nowait()  # still there: nothing else takes from this queue
 
 
 class WorkQueue:
@@ -61,13 +86,9 @@ class WorkQueue:
         return self._queue.qsize()
 
     async def run(self) -> None:
-        slice_started = time.perf_counter()
+        slices = Slices()
         while True:
-            if self._queue.empty():
-                key = await self._queue.get()  # suspends: the loop runs everything else meanwhile
-                slice_started = time.perf_counter()
-            else:
-                key = self._queue.get_nowait()
+            key = await slices.next(self._queue)
             self._pending.discard(key)
             started = time.perf_counter()
             try:
@@ -83,8 +104,7 @@ class WorkQueue:
                 log.exception("%s: reconcile %s/%s failed (retry in %.1fs)", self.name, *key, delay)
                 self.add_after(delay, *key)
             self.processed += 1
-            ended = time.perf_counter()
-            took = ended - started
+            took = time.perf_counter() - started
             if self.observe is not None:
                 self.observe(self.name, took)
             if self.spacing:
@@ -92,10 +112,3 @@ class WorkQueue:
                     self._not_before[key] = time.monotonic() + min(took * self.spacing, MAX_SPACING)
                 else:
                     self._not_before.pop(key, None)
-            if ended - slice_started >= SLICE and not self._queue.empty():
-                # `get` returns at once while keys wait, and a store that never suspends (SQLite) makes a handler
-                # that never suspends either: without this a resync's thousands of keys held the event loop for
-                # seconds, and timers (the prober's ticks) and the other queues waited. Yielding after every key
-                # instead would give a queue of cheap keys one key per turn of a loop that other work makes long.
-                await asyncio.sleep(0)
-                slice_started = time.perf_counter()

@@ -16,6 +16,14 @@ from typing import Any, Protocol
 Obj = dict[str, Any]
 
 
+def spec_version(obj: Obj) -> tuple[str, object]:
+    """What changes when an object's spec does: its uid and generation (resourceVersion where a store keeps no
+    generation, which changes more often but never misses a spec change). A set's status changes with every
+    GameServer state change; what is derived from its spec alone is recomputed only when this changes."""
+    meta = obj["metadata"]
+    return str(meta.get("uid", "")), meta.get("generation", meta.get("resourceVersion"))
+
+
 class StoreError(Exception):
     pass
 

@@ -35,7 +35,6 @@ import shutil
 import signal
 import socket
 import subprocess
-import time
 from collections.abc import Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -43,7 +42,7 @@ from pathlib import Path
 from typing import Any
 
 from gamekeeper.api.times import format_time
-from gamekeeper.control.queue import SLICE
+from gamekeeper.control.queue import Slices
 from gamekeeper.core.network import pod_ip
 from gamekeeper.ports.runtime import ContainerNotRunning, ExecResult
 from gamekeeper.ports.store import Conflict, NotFound, Obj, Store
@@ -362,18 +361,9 @@ class LocalKubelet:
                 except Exception:
                     log.exception("reading the network allocations back failed")
             await self.resync()
-            slice_started = time.perf_counter()
+            slices = Slices()  # a resync brings every pod here at once: share the loop as the work queues do
             while True:
-                if self._queue.empty():
-                    key = await self._queue.get()
-                    slice_started = time.perf_counter()
-                else:
-                    key = self._queue.get_nowait()
-                    if time.perf_counter() - slice_started >= SLICE:
-                        # As the controllers' work queues do: a resync brings every pod here at once and the
-                        # store never suspends, so without this the probes' timer waited for all of them.
-                        await asyncio.sleep(0)
-                        slice_started = time.perf_counter()
+                key = await slices.next(self._queue)
                 self._queued.discard(key)
                 try:
                     await self.sync_pod(*key)

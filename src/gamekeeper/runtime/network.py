@@ -22,6 +22,7 @@ Two halves:
 
 from __future__ import annotations
 
+import abc
 import asyncio
 import contextlib
 import json
@@ -96,24 +97,27 @@ def _route_name(key: RouteKey) -> str:
     return f"{key[1]}/{key[2]}"
 
 
-class _Route:
+class _Route(abc.ABC):
+    """One forwarded host port: TCP (a listening server) or UDP (a datagram endpoint with a session per peer)."""
+
     def __init__(self, key: RouteKey, target: tuple[str, int]) -> None:
         self.key = key
         self.target = target
         self.accepting = False
         self.error: str | None = None
 
+    @abc.abstractmethod
     async def apply(self, accept: bool) -> None:
-        raise NotImplementedError
+        """Listen and forward (accept) or refuse new connections while keeping the open ones."""
 
-    async def close(self) -> None:
-        raise NotImplementedError
+    @abc.abstractmethod
+    async def close(self) -> None: ...
 
-    def connections(self) -> int:
-        raise NotImplementedError
+    @abc.abstractmethod
+    def connections(self) -> int: ...
 
-    def listening(self) -> bool:
-        raise NotImplementedError
+    @abc.abstractmethod
+    def listening(self) -> bool: ...
 
 
 class _TcpRoute(_Route):

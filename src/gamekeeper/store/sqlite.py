@@ -28,7 +28,12 @@ from gamekeeper.api.models import OWNER_GSS_KEY
 from gamekeeper.api.times import format_time
 from gamekeeper.ports.store import AlreadyExists, Change, Conflict, EventRecord, NotFound, Obj
 
-SCHEMA = """
+# The set an object belongs to, indexed: a set's controllers list its pods on every reconcile, and without the
+# index each listing parsed every pod of the namespace, the other sets' included. A query uses the index only
+# when it spells the expression exactly so.
+OWNER_EXPR = f"""json_extract(body, '$.metadata.labels."{OWNER_GSS_KEY}"')"""
+
+SCHEMA = f"""
 CREATE TABLE IF NOT EXISTS objects (
     kind TEXT NOT NULL, namespace TEXT NOT NULL, name TEXT NOT NULL,
     uid TEXT NOT NULL, rv INTEGER NOT NULL, body TEXT NOT NULL,
@@ -44,16 +49,10 @@ CREATE TABLE IF NOT EXISTS events (
     first_ts TEXT NOT NULL, last_ts TEXT NOT NULL, source TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS events_object ON events (namespace, kind, name);
-CREATE INDEX IF NOT EXISTS objects_owner ON objects (kind, namespace, OWNER_EXPR, name);
+CREATE INDEX IF NOT EXISTS objects_owner ON objects (kind, namespace, {OWNER_EXPR}, name);
 CREATE TABLE IF NOT EXISTS counter (id INTEGER PRIMARY KEY CHECK (id = 1), rv INTEGER NOT NULL);
 INSERT OR IGNORE INTO counter (id, rv) VALUES (1, 0);
 """
-
-# The set an object belongs to, indexed: a set's controllers list its pods on every reconcile, and without the
-# index each listing parsed every pod of the namespace, the other sets' included. A query uses the index only
-# when it spells the expression exactly so.
-OWNER_EXPR = f"""json_extract(body, '$.metadata.labels."{OWNER_GSS_KEY}"')"""
-SCHEMA = SCHEMA.replace("OWNER_EXPR", OWNER_EXPR)
 
 CHANGES_KEPT = 50_000
 EVENTS_KEPT = 5_000
