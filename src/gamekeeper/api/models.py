@@ -286,6 +286,64 @@ class GameServerContainer(Model):
     resources: ResourceRequirements | None = None
 
 
+# --- recovery (a Gamekeeper extension: docs/recovery.md) -------------------------------------------------
+
+RECOVERY_KINDS = ("exec", "restartContainer", "recreatePod")
+
+
+def check_int_or_percent(value: IntOrString | None) -> IntOrString | None:
+    """A count or "N%" with 0 <= N <= 100 (a budget cannot cover more than the whole set)."""
+    if value is None or isinstance(value, int):
+        if isinstance(value, int) and value < 0:
+            raise ValueError(f"must be >= 0, got {value}")
+        return value
+    text = value.strip()
+    if not text.endswith("%") or not text[:-1].isdigit():
+        raise ValueError(f"expected an integer or a percentage like '25%', got {value!r}")
+    if int(text[:-1]) > 100:
+        raise ValueError(f"{value!r} is over 100%")
+    return value
+
+
+class RecoveryStep(Model):
+    kind: Literal["exec", "restartContainer", "recreatePod"]
+    container: str | None = None
+    command: list[str] | None = None
+    timeout_seconds: int | None = Field(default=None, ge=1)
+
+    @model_validator(mode="after")
+    def _command_for_exec(self) -> RecoveryStep:
+        if self.kind == "exec" and not self.command:
+            raise ValueError("command: required for kind exec (e.g. [\"./recover.sh\"])")
+        if self.kind != "exec" and self.command is not None:
+            raise ValueError(f"command: only kind exec runs a command (this step is {self.kind})")
+        return self
+
+
+class RecoveryEscalation(Model):
+    ops_state: str | None = None
+
+    _ops_state = field_validator("ops_state")(check_ops_state)
+
+
+class Recovery(Model):
+    steps: list[RecoveryStep] = Field(min_length=1)
+    attempts: int | None = Field(default=None, ge=0)
+    backoff_seconds: int | None = Field(default=None, ge=0)
+    success_within_seconds: int | None = Field(default=None, ge=1)
+    on_exhausted: RecoveryEscalation | None = None
+    allow_allocated: bool | None = None
+
+
+class RecoveryPolicy(Model):
+    max_in_flight: IntOrString | None = None
+    max_per_hour: int | None = Field(default=None, ge=0)
+    max_unhealthy: IntOrString | None = None
+    healthy_reset_seconds: int | None = Field(default=None, ge=0)
+
+    _budgets = field_validator("max_in_flight", "max_unhealthy")(check_int_or_percent)
+
+
 class ServiceQualityAction(Model):
     state: bool
     result: str | None = None
@@ -296,6 +354,7 @@ class ServiceQualityAction(Model):
     containers: list[GameServerContainer] | None = None
     annotations: dict[str, str] | None = None
     labels: dict[str, str] | None = None
+    recovery: Recovery | None = None
 
     _ops_state = field_validator("ops_state")(check_ops_state)
 
@@ -357,6 +416,7 @@ class GameServerSetSpec(Model):
     network: Network | None = None
     lifecycle: Open | None = None
     persistent_volume_claim_retention_policy: Open | None = None
+    recovery_policy: RecoveryPolicy | None = None
 
     @model_validator(mode="after")
     def _qualities_name_containers(self) -> GameServerSetSpec:
@@ -371,6 +431,14 @@ class GameServerSetSpec(Model):
                     f"serviceQualities[{sq.name}].containerName: {sq.container_name!r} is not a container "
                     f"of gameServerTemplate (containers: {', '.join(names)})"
                 )
+            for j, action in enumerate(sq.service_quality_action or []):
+                for k, step in enumerate(action.recovery.steps if action.recovery else []):
+                    if step.container is not None and step.container not in names:
+                        raise ValueError(
+                            f"serviceQualities[{sq.name}].serviceQualityAction[{j}].recovery.steps[{k}].container: "
+                            f"{step.container!r} is not a container of gameServerTemplate (containers: "
+                            f"{', '.join(names)})"
+                        )
         return self
 
 
