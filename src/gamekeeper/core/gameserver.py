@@ -263,7 +263,8 @@ def pod_to_gs(
         new_status["serviceQualityHistory"] = history
     if timeline:
         new_status["opsStateHistory"] = timeline
-    compare = {k: v for k, v in status.items() if k != "lastTransitionTime"}
+    # status.recovery belongs to the recovery controller (control/recovery.py): not ours to compare or write.
+    compare = {k: v for k, v in status.items() if k not in ("lastTransitionTime", "recovery")}
     status_out = None if compare == new_status else {**new_status, "lastTransitionTime": format_time(now)}
     return GameServerSync(patch or None, status_out, outcome.events, outcome.acted, outcome.history)
 

@@ -22,7 +22,14 @@ from gamekeeper.observe.notify_config import NotifyConfig
 from gamekeeper.observe.notify_source import notifications_running
 from gamekeeper.observe.wiring import Observability
 from gamekeeper.runtime.images import ImageMap
-from gamekeeper.runtime.local import LocalKubelet, LocalRuntime, alive, kill_processes_under, parse_container_id
+from gamekeeper.runtime.local import (
+    LocalKubelet,
+    LocalRestarter,
+    LocalRuntime,
+    alive,
+    kill_processes_under,
+    parse_container_id,
+)
 from gamekeeper.runtime.network import PodNetwork, network_dir, stop_proxy
 from gamekeeper.runtime.pidlock import PidLock
 from gamekeeper.store.sqlite import SqliteState, SqliteStore
@@ -149,6 +156,7 @@ class EmbeddedController:
                 store, runtime, self.clock, resync_seconds=self.resync_seconds, pod_listeners=[kubelet.enqueue],
                 change_listeners=[observability.on_change] if observability else [],
                 observe_reconcile=observability.observe_reconcile if observability else None,
+                restarter=LocalRestarter(store),
             )
             tasks = [
                 asyncio.create_task(kubelet.run(), name="kubelet"),
