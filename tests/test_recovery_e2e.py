@@ -1,0 +1,226 @@
+"""Automatic recovery with real processes (docs/recovery.md): seed scenario 2 repaired, attempts that cannot
+succeed escalating to people, the set's budget, and a controller SIGKILLed mid-recovery."""
+
+from __future__ import annotations
+
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from tests.fleet import EXAMPLES, Fleet, ops, state, wait_for
+from tests.test_notify_e2e import Receiver
+
+pytestmark = pytest.mark.slow
+
+
+def recovery_yaml(replicas: int = 3, **recovery: Any) -> dict[str, Any]:
+    """examples/demo-gs-recovery.yaml with fast probes, and `recovery` fields overridden."""
+    doc: dict[str, Any] = yaml.safe_load((EXAMPLES / "demo-gs-recovery.yaml").read_text())
+    doc["spec"]["replicas"] = replicas
+    sq = doc["spec"]["serviceQualities"][0]
+    sq["initialDelaySeconds"] = 3
+    sq["periodSeconds"] = 1
+    policy = recovery.pop("policy", None)
+    if policy is not None:
+        doc["spec"]["recoveryPolicy"] = policy
+    action = sq["serviceQualityAction"][1]
+    if recovery.pop("no_ops_state", False):
+        action.pop("opsState")
+    action["recovery"].update(recovery)
+    return doc
+
+
+def record(gs: dict[str, Any]) -> dict[str, Any]:
+    return dict((gs.get("status") or {}).get("recovery") or {})
+
+
+def result(gs: dict[str, Any]) -> str | None:
+    conditions = (gs.get("status") or {}).get("serviceQualitiesConditions") or [{}]
+    return conditions[0].get("result")
+
+
+def all_healthy(names: list[str]) -> Any:
+    return lambda gs: all(n in gs and state(gs[n]) == "Ready" and result(gs[n]) == "healthy" for n in names)
+
+
+def workdir(fleet: Fleet, name: str) -> Path:
+    return fleet.state_dir / "pods" / "default" / name / "minecraft"
+
+
+def fault(fleet: Fleet, name: str) -> None:
+    out = subprocess.run(["./fault.sh"], cwd=workdir(fleet, name), capture_output=True, text=True, check=True)
+    assert "fault injected" in out.stdout, out.stdout + out.stderr
+
+
+def stamp(text: str) -> datetime:
+    return datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    r = Receiver()
+    r.thread.start()
+    yield r
+    r.server.shutdown()
+    r.server.server_close()
+
+
+def _line(sock: socket.socket) -> str:
+    data = b""
+    while not data.endswith(b"\n"):
+        chunk = sock.recv(1024)
+        if not chunk:
+            break
+        data += chunk
+    return data.decode().strip()
+
+
+def test_killed_helper_is_repaired_game_and_player_untouched(fleet: Fleet) -> None:
+    fleet.start()
+    fleet.apply_yaml(recovery_yaml())
+    names = ["demo-gs-0", "demo-gs-1", "demo-gs-2"]
+    fleet.wait_gs("every server healthy", all_healthy(names))
+    game_pid = (workdir(fleet, "demo-gs-0") / "server.pid").read_text().strip()
+    port = int((workdir(fleet, "demo-gs-0") / "server.port").read_text())
+    player = socket.create_connection(("127.0.0.1", port), timeout=10)
+    player.sendall(b"JOIN alice\n")
+    assert _line(player) == "OK alice"
+
+    assert "fault injected" in fleet.gk("exec", "demo-gs-0", "--", "./fault.sh").stdout
+    gs = fleet.wait_gs("demo-gs-0 repaired by its recovery", lambda gs: record(gs["demo-gs-0"]).get("phase") == "Healthy"
+                       and result(gs["demo-gs-0"]) == "healthy", timeout=60)
+    rec = record(gs["demo-gs-0"])
+    assert rec["attempt"] == 1 and [e["outcome"] for e in rec["history"]] == ["Succeeded"]
+    assert rec["history"][0]["kind"] == "exec" and "recovered: started helper pid" in rec["history"][0]["output"]
+    # Within two probe periods plus the command's time (whole-second stamps: one second of slack each way).
+    assert (stamp(rec["history"][0]["judgedAt"]) - stamp(rec["history"][0]["finishedAt"])).total_seconds() <= 3
+    fleet.wait_gs("demo-gs-0 back to None", lambda gs: ops(gs["demo-gs-0"]) == "None", timeout=20)
+    assert all(not record(gs[n]) for n in names[1:])
+
+    assert (workdir(fleet, "demo-gs-0") / "server.pid").read_text().strip() == game_pid
+    assert Path(f"/proc/{game_pid}").exists()
+    status = socket.create_connection(("127.0.0.1", port), timeout=10)
+    status.sendall(b"STATUS\n")
+    assert _line(status) == "PLAYERS 1 alice"
+    player.sendall(b"LEAVE\n")
+    assert _line(player) == "BYE"  # the player's own connection was never dropped
+
+    describe = fleet.gk("describe", "gs", "demo-gs-0").stdout
+    assert re.search(r"Recovery:\s+Healthy \(quality healthy, attempts 1\)", describe), describe
+    assert re.search(r"1\s+exec\s+\S+ ago\s+\S+ ago\s+Succeeded\s+recovered: started helper pid", describe), describe
+    assert re.search(r"Maintaining\s+None\s+serviceQuality:healthy", describe), describe
+    events = fleet.gk("events", "--for", "gs/demo-gs-0").stdout
+    assert "RecoveryStarted" in events and "RecoverySucceeded" in events, events
+    wide = fleet.gk("get", "gs", "-o", "wide").stdout
+    assert wide.splitlines()[0].split()[-1] == "RECOVERY"
+    assert next(x for x in wide.splitlines() if x.startswith("demo-gs-0")).split()[-1] == "Healthy(1)"
+    assert '"decision": "start"' in fleet.log() or "recovery decision" in fleet.log()
+
+
+def test_failing_recovery_backs_off_then_escalates_to_people(fleet: Fleet, receiver: Receiver) -> None:
+    notify = fleet.tmp / "notify.yaml"
+    notify.write_text(yaml.safe_dump({"sinks": [{"type": "webhook", "urlFrom": {"env": "GK_TEST_WEBHOOK"}}]}))
+    fleet.env["GK_TEST_WEBHOOK"] = receiver.url + "/webhook"
+    fleet.start("--notify", str(notify))
+    fleet.apply_yaml(recovery_yaml(
+        replicas=1, no_ops_state=True, attempts=2, backoffSeconds=3, successWithinSeconds=4,
+        steps=[{"kind": "exec", "command": ["bash", "-c", "echo run >> runs.log; echo cannot repair; exit 3"]}]))
+    fleet.wait_gs("healthy", all_healthy(["demo-gs-0"]))
+    fault(fleet, "demo-gs-0")
+    gs = fleet.wait_gs("escalated", lambda gs: ops(gs["demo-gs-0"]) == "Maintaining"
+                       and record(gs["demo-gs-0"]).get("phase") == "Exhausted", timeout=60)
+    rec = record(gs["demo-gs-0"])
+    history = rec["history"]
+    assert [e["outcome"] for e in history] == ["Failed", "Failed"] and [e["exitCode"] for e in history] == [3, 3]
+    assert "cannot repair" in history[0]["output"]
+    gap = (stamp(history[1]["startedAt"]) - stamp(history[0]["finishedAt"])).total_seconds()
+    assert gap >= 2, history  # backoffSeconds 3, whole-second stamps
+    assert rec["escalation"] == {"opsState": "Maintaining", "applied": True}
+    timeline = gs["demo-gs-0"]["status"]["opsStateHistory"]
+    assert timeline[-1]["to"] == "Maintaining" and timeline[-1]["by"] == "recovery:healthy", timeline
+
+    wait_for(lambda: any(b["event"]["reason"] == "RecoveryFailed" for _, b in receiver.requests),
+             "the RecoveryFailed Warning delivered", 30)
+    delivered = next(b for _, b in receiver.requests if b["event"]["reason"] == "RecoveryFailed")
+    assert delivered["event"]["type"] == "Warning" and "gave up after 2 attempt(s)" in delivered["event"]["message"]
+    events = fleet.gk("events", "--for", "gs/demo-gs-0").stdout
+    assert events.count("RecoveryStarted") == 2 and events.count("RecoveryAttemptFailed") == 1, events
+    # Nothing more is tried: exactly the configured number of runs.
+    time.sleep(4)
+    assert (workdir(fleet, "demo-gs-0") / "runs.log").read_text().count("run") == 2
+    assert len(record(fleet.gameservers()["demo-gs-0"])["history"]) == 2
+
+
+def test_whole_set_failing_stops_at_the_budget_with_one_warning(fleet: Fleet) -> None:
+    fleet.start()
+    fleet.apply_yaml(recovery_yaml(policy={"maxInFlight": "100%", "maxPerHour": 2}))
+    names = ["demo-gs-0", "demo-gs-1", "demo-gs-2"]
+    fleet.wait_gs("every server healthy", all_healthy(names))
+    for name in names:
+        fault(fleet, name)
+    gs = fleet.wait_gs("two repaired, one held by maxPerHour", lambda gs: sorted(
+        record(gs[n]).get("phase", "") for n in names) == ["Blocked", "Healthy", "Healthy"], timeout=60)
+    held = next(n for n in names if record(gs[n])["phase"] == "Blocked")
+    assert record(gs[held])["blockedBy"] == "maxPerHour" and record(gs[held]).get("attempt", 0) == 0
+    assert ops(gs[held]) == "Maintaining" and result(gs[held]) == "unhealthy"
+    # Fail a repaired one again: held too, and still one Warning.
+    repaired = next(n for n in names if n != held)
+    fault(fleet, repaired)
+    fleet.wait_gs("the second failure held as well", lambda gs: record(gs[repaired]).get("phase") == "Blocked")
+    warnings = [line for line in fleet.gk("events", "--type", "Warning").stdout.splitlines()
+                if "RecoveryBudgetExhausted" in line]
+    assert len(warnings) == 1 and "gameserverset/demo-gs" in warnings[0] and "maxPerHour (2)" in warnings[0], warnings
+    events = fleet.gk("events").stdout
+    assert events.count("RecoveryStarted") == 2, events
+    wide = fleet.gk("get", "gs", "-o", "wide").stdout
+    assert "Blocked(maxPerHour)" in wide
+
+
+def test_controller_killed_mid_recovery_runs_nothing_twice(fleet: Fleet) -> None:
+    # The step fails on its first run and repairs on later runs; each run leaves a line in runs.log.
+    command = 'n=$(cat runs.log 2>/dev/null | wc -l); echo run >> runs.log; sleep 2; [ "$n" -ge 1 ] && ./recover.sh'
+    fleet.start()
+    fleet.apply_yaml(recovery_yaml(replicas=1, attempts=3, backoffSeconds=4, successWithinSeconds=6,
+                                   steps=[{"kind": "exec", "command": ["bash", "-c", command]}]))
+    fleet.wait_gs("healthy", all_healthy(["demo-gs-0"]))
+    runs = workdir(fleet, "demo-gs-0") / "runs.log"
+    fault(fleet, "demo-gs-0")
+
+    fleet.wait_gs("backing off after the failed first run",
+                  lambda gs: record(gs["demo-gs-0"]).get("phase") == "BackingOff", timeout=30)
+    fleet.kill_controller(signal.SIGKILL)  # point 1: during the back-off
+    before = record(fleet.gameservers()["demo-gs-0"])
+    fleet.start()
+    gs = fleet.wait_gs("second attempt running", lambda gs: record(gs["demo-gs-0"]).get("phase") == "Acting"
+                       and record(gs["demo-gs-0"]).get("attempt") == 2, timeout=30)
+    started = stamp(record(gs["demo-gs-0"])["startedAt"])
+    assert (started - stamp(before["retryAt"])).total_seconds() >= 0, "the back-off survived the restart"
+    fleet.kill_controller(signal.SIGKILL)  # point 2: while the step runs (it goes on in its own session)
+    fleet.start()
+    gs = fleet.wait_gs("repaired", lambda gs: record(gs["demo-gs-0"]).get("phase") == "Healthy", timeout=40)
+    rec = record(gs["demo-gs-0"])
+    assert rec["attempt"] == 2 and [e["attempt"] for e in rec["history"]] == [1, 2]
+    assert rec["history"][0]["outcome"] == "Failed" and rec["history"][1]["outcome"] == "Succeeded"
+    fleet.kill_controller(signal.SIGKILL)  # point 3: after the success
+    fleet.start()
+    fleet.wait_gs("still healthy after the restart", lambda gs: result(gs["demo-gs-0"]) == "healthy"
+                  and record(gs["demo-gs-0"]).get("phase") == "Healthy")
+    time.sleep(2)
+    assert runs.read_text().count("run") == 2  # each attempt's step ran once, across three controller deaths
+    rec = record(fleet.gameservers()["demo-gs-0"])
+    assert rec["attempt"] == 2 and len(rec["history"]) == 2
+    assert fleet.gk("events", "--for", "gs/demo-gs-0").stdout.count("RecoveryStarted") == 2
+
+
+if __name__ == "__main__":
+    sys.exit(pytest.main([__file__, "-q"]))
