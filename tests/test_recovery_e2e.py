@@ -133,7 +133,7 @@ def test_failing_recovery_backs_off_then_escalates_to_people(fleet: Fleet, recei
     fleet.env["GK_TEST_WEBHOOK"] = receiver.url + "/webhook"
     fleet.start("--notify", str(notify))
     fleet.apply_yaml(recovery_yaml(
-        replicas=1, no_ops_state=True, attempts=2, backoffSeconds=3, successWithinSeconds=4,
+        replicas=1, policy={}, no_ops_state=True, attempts=2, backoffSeconds=3, successWithinSeconds=4,
         steps=[{"kind": "exec", "command": ["bash", "-c", "echo run >> runs.log; echo cannot repair; exit 3"]}]))
     fleet.wait_gs("healthy", all_healthy(["demo-gs-0"]))
     fault(fleet, "demo-gs-0")
@@ -190,7 +190,7 @@ def test_controller_killed_mid_recovery_runs_nothing_twice(fleet: Fleet) -> None
     # The step fails on its first run and repairs on later runs; each run leaves a line in runs.log.
     command = 'n=$(cat runs.log 2>/dev/null | wc -l); echo run >> runs.log; sleep 2; [ "$n" -ge 1 ] && ./recover.sh'
     fleet.start()
-    fleet.apply_yaml(recovery_yaml(replicas=1, attempts=3, backoffSeconds=4, successWithinSeconds=6,
+    fleet.apply_yaml(recovery_yaml(replicas=1, policy={}, attempts=3, backoffSeconds=4, successWithinSeconds=6,
                                    steps=[{"kind": "exec", "command": ["bash", "-c", command]}]))
     fleet.wait_gs("healthy", all_healthy(["demo-gs-0"]))
     runs = workdir(fleet, "demo-gs-0") / "runs.log"

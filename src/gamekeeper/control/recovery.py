@@ -121,7 +121,7 @@ class RecoveryController:
             qualities=qualities, conditions=conditions, record=record, policy=spec.recovery_policy, budget=budget,
             ops_state=(gs.get("spec") or {}).get("opsState"), now=now, acting_here=key in self._acting,
         ))
-        if decision.action not in ("idle", "wait"):
+        if decision.record is not None:  # one line per change of the record, not per look
             log.info("recovery decision", extra={
                 "gss": set_name, "gs": name, "decision": decision.action, "reason": decision.reason,
                 "quality": (decision.record or record or {}).get("quality"),
