@@ -97,7 +97,8 @@ def test_killed_helper_is_repaired_game_and_player_untouched(fleet: Fleet) -> No
     assert _line(player) == "OK alice"
 
     assert "fault injected" in fleet.gk("exec", "demo-gs-0", "--", "./fault.sh").stdout
-    gs = fleet.wait_gs("demo-gs-0 repaired by its recovery", lambda gs: record(gs["demo-gs-0"]).get("phase") == "Healthy"
+    gs = fleet.wait_gs("demo-gs-0 repaired by its recovery",
+                       lambda gs: record(gs["demo-gs-0"]).get("phase") == "Healthy"
                        and result(gs["demo-gs-0"]) == "healthy", timeout=60)
     rec = record(gs["demo-gs-0"])
     assert rec["attempt"] == 1 and [e["outcome"] for e in rec["history"]] == ["Succeeded"]

@@ -422,7 +422,7 @@ class GameServerSetSpec(Model):
     def _qualities_name_containers(self) -> GameServerSetSpec:
         names = [c.name for c in self.game_server_template.spec.containers]
         seen: set[str] = set()
-        for sq in self.service_qualities or []:
+        for i, sq in enumerate(self.service_qualities or []):
             if sq.name in seen:
                 raise ValueError(f"serviceQualities: duplicate name {sq.name!r}")
             seen.add(sq.name)
@@ -435,7 +435,7 @@ class GameServerSetSpec(Model):
                 for k, step in enumerate(action.recovery.steps if action.recovery else []):
                     if step.container is not None and step.container not in names:
                         raise ValueError(
-                            f"serviceQualities[{sq.name}].serviceQualityAction[{j}].recovery.steps[{k}].container: "
+                            f"serviceQualities[{i}].serviceQualityAction[{j}].recovery.steps[{k}].container: "
                             f"{step.container!r} is not a container of gameServerTemplate (containers: "
                             f"{', '.join(names)})"
                         )
