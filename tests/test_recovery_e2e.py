@@ -46,7 +46,8 @@ def record(gs: dict[str, Any]) -> dict[str, Any]:
 
 def result(gs: dict[str, Any]) -> str | None:
     conditions = (gs.get("status") or {}).get("serviceQualitiesConditions") or [{}]
-    return conditions[0].get("result")
+    value = conditions[0].get("result")
+    return None if value is None else str(value)
 
 
 def all_healthy(names: list[str]) -> Any:

@@ -41,13 +41,14 @@ def record(cluster: Cluster) -> dict[str, Any]:
 def result(cluster: Cluster) -> str | None:
     gs = cluster.gameservers().get("demo-gs-0") or {}
     conditions = (gs.get("status") or {}).get("serviceQualitiesConditions") or [{}]
-    return conditions[0].get("result")
+    value = conditions[0].get("result")
+    return None if value is None else str(value)
 
 
 async def healthy_then_fault(cluster: Cluster, steps: list[dict[str, Any]]) -> dict[str, Any]:
     await cluster.apply(recovery_yaml(steps))
     await cluster.eventually("demo-gs-0 healthy", lambda: result(cluster) == "healthy")
-    pod = cluster.world.find("Pod", "default", "demo-gs-0")
+    pod: dict[str, Any] | None = cluster.world.find("Pod", "default", "demo-gs-0")
     assert pod is not None
     cluster.games.broken.add("demo-gs-0")
     return pod
