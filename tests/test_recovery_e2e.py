@@ -3,12 +3,15 @@ succeed escalating to people, the set's budget, and a controller SIGKILLed mid-r
 
 from __future__ import annotations
 
+import contextlib
+import random
 import re
 import signal
 import socket
 import subprocess
 import sys
 import time
+import urllib.request
 from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
@@ -38,6 +41,17 @@ def recovery_yaml(replicas: int = 3, **recovery: Any) -> dict[str, Any]:
         action.pop("opsState")
     action["recovery"].update(recovery)
     return doc
+
+
+def free_port() -> int:
+    """A free port below Linux's ephemeral range, so that no game server's ephemeral port can take it first."""
+    rng = random.Random()
+    for _ in range(100):
+        port = rng.randrange(20000, 32000)
+        with socket.socket() as s, contextlib.suppress(OSError):
+            s.bind(("127.0.0.1", port))
+            return port
+    raise AssertionError("no free port")
 
 
 def record(gs: dict[str, Any]) -> dict[str, Any]:
@@ -87,7 +101,8 @@ def _line(sock: socket.socket) -> str:
 
 
 def test_killed_helper_is_repaired_game_and_player_untouched(fleet: Fleet) -> None:
-    fleet.start()
+    metrics_port = free_port()
+    fleet.start("--metrics-addr", f"127.0.0.1:{metrics_port}")
     fleet.apply_yaml(recovery_yaml())
     names = ["demo-gs-0", "demo-gs-1", "demo-gs-2"]
     fleet.wait_gs("every server healthy", all_healthy(names))
@@ -126,7 +141,13 @@ def test_killed_helper_is_repaired_game_and_player_untouched(fleet: Fleet) -> No
     wide = fleet.gk("get", "gs", "-o", "wide").stdout
     assert wide.splitlines()[0].split()[-1] == "RECOVERY"
     assert next(x for x in wide.splitlines() if x.startswith("demo-gs-0")).split()[-1] == "Healthy(1)"
-    assert '"decision": "start"' in fleet.log() or "recovery decision" in fleet.log()
+    assert 'recovery decision gss="demo-gs" gs="demo-gs-0" decision="start"' in fleet.log()
+
+    metrics = urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=5).read().decode()
+    for outcome in ("started", "succeeded"):
+        assert (f'gamekeeper_recoveries_total{{kind="exec",outcome="{outcome}",quality="healthy",set="demo-gs"}} 1.0'
+                in metrics), metrics
+    assert 'gamekeeper_recoveries_in_flight{set="demo-gs"} 0.0' in metrics
 
 
 def test_failing_recovery_backs_off_then_escalates_to_people(fleet: Fleet, receiver: Receiver) -> None:

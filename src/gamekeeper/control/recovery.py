@@ -46,11 +46,22 @@ class RecoveryStats:
     """Counters for /metrics, read at scrape time."""
 
     outcomes: dict[tuple[str, str, str, str], int] = field(default_factory=dict)
-    in_flight: dict[str, int] = field(default_factory=dict)
+    # The servers of each set whose stored record says a recovery is in progress (as last seen).
+    flying: dict[str, set[str]] = field(default_factory=dict)
 
     def count(self, gss: str, quality: str, kind: str, outcome: str) -> None:
         key = (gss, quality, kind, outcome)
         self.outcomes[key] = self.outcomes.get(key, 0) + 1
+
+    def seen(self, gss: str, name: str, record: dict[str, Any] | None) -> None:
+        members = self.flying.setdefault(gss, set())
+        if is_in_flight(record):
+            members.add(name)
+        else:
+            members.discard(name)
+
+    def in_flight(self) -> dict[str, int]:
+        return {gss: len(names) for gss, names in self.flying.items()}
 
 
 def _record_patch(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
@@ -127,6 +138,7 @@ class RecoveryController:
                 "quality": (decision.record or record or {}).get("quality"),
                 "attempt": (decision.record or record or {}).get("attempt")})
         await self._carry_out(gs, gss, decision, now)
+        self.stats.seen(set_name, name, decision.record if decision.record is not None else record)
         if decision.wake_at is not None:
             self.requeue_after(max(0.05, (decision.wake_at - now).total_seconds() + 0.05), namespace, name)
 
@@ -138,7 +150,6 @@ class RecoveryController:
                                                or []))
         names = [m["metadata"]["name"] for m in members]
         index = names.index(name) if name in names else None
-        self.stats.in_flight[set_name] = sum(1 for r in records if is_in_flight(r))
         return tally(records, unhealthy, max(len(members), 1), self.clock(), index)
 
     async def _write(self, gs: Obj, record: dict[str, Any], extra_status: dict[str, Any] | None = None) -> Obj:
