@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 
-.PHONY: install demo demo-healthy test lint bench clean
+.PHONY: install demo demo-healthy demo-recovery test lint bench clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -17,6 +17,9 @@ demo: install
 
 demo-healthy: install
 	$(BIN)/gk demo healthy
+
+demo-recovery: install
+	$(BIN)/gk demo recovery
 
 lint: install
 	$(BIN)/ruff check src tests
