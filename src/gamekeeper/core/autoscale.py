@@ -1,0 +1,259 @@
+"""The external scaler's decision: how many game servers a GameServerSet should have (spec §3.7).
+
+`upstream_desired` is OpenKruiseGame's `GetMetrics` exactly (v1.1, with `scaleDownThreshold`), kept for the
+conformance tables and for comparison. `desired_replicas` is what Gamekeeper serves and acts on: the same rules
+with two deliberate changes, documented in docs/autoscaling.md:
+
+- **WaitToBeDeleted first (OKG #302).** Upstream checks `minAvailable` first and returns early, so while fewer
+  than `minAvailable` servers are `None` the `WaitToBeDeleted` ones are never removed, and replicas climb to
+  `maxReplicaCount` with idle servers piling up. Here removal always comes first; the `None` servers that
+  `minAvailable` asks for are added at the next poll, once the removal is done.
+- **Removal counts from `spec.replicas`, no floor (OKG #356).** v1.1's threshold branch answers
+  `total - WaitToBeDeleted` (pods that exist), which cancels a scale-up whose pods are not created yet; and the
+  earlier `minAvailable` floor deadlocked when `minAvailable >= total`. Here it is `spec.replicas -
+  WaitToBeDeleted` in every branch, and `minReplicaCount` is the only floor.
+
+Numbers are parsed as upstream does (Go `strconv.ParseFloat(s, 32)` and `ParseInt(s, 10, 32)`), so `"0.8"` is
+0.800000011920929 and the rounding is Go's `math.Round` (half away from zero).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import struct
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+
+from gamekeeper.api.models import GS_OPS_STATE_KEY, GS_STATE_KEY
+
+MIN_AVAILABLE_KEY = "minAvailable"
+MAX_AVAILABLE_KEY = "maxAvailable"
+SCALE_DOWN_THRESHOLD_KEY = "scaleDownThreshold"
+SCALER_ADDRESS_KEY = "scalerAddress"
+METADATA_KEYS = (SCALER_ADDRESS_KEY, MIN_AVAILABLE_KEY, MAX_AVAILABLE_KEY, SCALE_DOWN_THRESHOLD_KEY)
+METRIC_NAME = "gssReplicas"
+METRIC_TARGET = 1
+
+# Go's ParseFloat syntax for decimals (hex floats and underscores are rejected here; nobody writes them).
+_GO_FLOAT = re.compile(r"^[+-]?(?:(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?|[iI][nN][fF](?:[iI][nN][iI][tT][yY])?|"
+                       r"[nN][aA][nN])$")
+_GO_INT = re.compile(r"^[+-]?\d+$")
+
+
+class ScalerError(ValueError):
+    """A metadata value upstream refuses (GetMetrics returns an error: KEDA keeps the current replicas)."""
+
+
+def parse_go_float32(text: str) -> float:
+    """`strconv.ParseFloat(text, 32)`: the nearest float32, widened to float64 exactly as Go returns it."""
+    if not _GO_FLOAT.match(text):
+        raise ScalerError(f'strconv.ParseFloat: parsing "{text}": invalid syntax')
+    value = float(text)
+    if math.isinf(value) or math.isnan(value):
+        return value
+    try:
+        return float(struct.unpack("f", struct.pack("f", value))[0])
+    except OverflowError:
+        raise ScalerError(f'strconv.ParseFloat: parsing "{text}": value out of range') from None
+
+
+def parse_go_int32(text: str) -> int:
+    """`strconv.ParseInt(text, 10, 32)`."""
+    if not _GO_INT.match(text):
+        raise ScalerError(f'strconv.ParseInt: parsing "{text}": invalid syntax')
+    value = int(text)
+    if not -(2**31) <= value < 2**31:
+        raise ScalerError(f'strconv.ParseInt: parsing "{text}": value out of range')
+    return value
+
+
+def go_round(x: float) -> float:
+    """Go's math.Round: half away from zero (Python's round() is half to even)."""
+    whole = math.trunc(x)
+    if abs(x - whole) >= 0.5:
+        whole += int(math.copysign(1, x))
+    return float(whole)
+
+
+def handle_min_num(total: int, none: int, min_available: str) -> int:
+    """Upstream `handleMinNum`: how many `None` servers `minAvailable` asks for, given the fleet now."""
+    if min_available == "":
+        return 0
+    n = parse_go_float32(min_available)
+    if 0 < n < 1:
+        # (none + delta) / (total + delta) >= n  =>  delta >= (total*n - none) / (1 - n)
+        delta = (float(total) * n - float(none)) / (1 - n)
+        if delta <= 0:
+            return 0
+        delta = go_round(delta * 100) / 100
+        return math.ceil(delta) + none
+    if n >= 1 or n == 0:
+        if math.isinf(n):
+            raise ScalerError(f"invalid min number {min_available!r}: not a finite number")
+        return math.ceil(n)
+    raise ScalerError("invalid min number: must be greater than 0 or a valid percentage between 0 and 1")
+
+
+@dataclass(frozen=True)
+class FleetCounts:
+    """What the scaler reads of a set: its `spec.replicas` and, from the pods' labels, three counts."""
+
+    replicas: int
+    total: int  # pods of the set
+    none: int  # pods whose opsState label is None
+    wait_to_be_deleted: int  # opsState WaitToBeDeleted and not already Deleting
+
+    def as_dict(self) -> dict[str, int]:
+        return {"replicas": self.replicas, "total": self.total, "none": self.none,
+                "waitToBeDeleted": self.wait_to_be_deleted}
+
+
+def count_pods(replicas: int, pod_labels: Iterable[Mapping[str, str] | None]) -> FleetCounts:
+    total = none = wtbd = 0
+    for labels in pod_labels:
+        labels = labels or {}
+        total += 1
+        ops = labels.get(GS_OPS_STATE_KEY)
+        if ops == "None":
+            none += 1
+        elif ops == "WaitToBeDeleted" and labels.get(GS_STATE_KEY) != "Deleting":
+            wtbd += 1
+    return FleetCounts(replicas=replicas, total=total, none=none, wait_to_be_deleted=wtbd)
+
+
+@dataclass(frozen=True)
+class Decision:
+    desired: int
+    branch: str  # min, waitToBeDeleted, threshold, max, steady
+    reason: str
+    notes: tuple[str, ...] = field(default=())  # metadata upstream logs and ignores
+
+
+def _max_available(metadata: Mapping[str, str], notes: list[str]) -> int | None:
+    text = metadata.get(MAX_AVAILABLE_KEY, "")
+    if text == "":
+        return None
+    try:
+        return parse_go_int32(text)
+    except ScalerError as e:
+        notes.append(f"maxAvailable should be integer type, err: {e}")
+        return None
+
+
+def _threshold_exceeded(metadata: Mapping[str, str], counts: FleetCounts, notes: list[str]) -> bool:
+    text = metadata.get(SCALE_DOWN_THRESHOLD_KEY, "")
+    if text == "" or counts.wait_to_be_deleted == 0:
+        return False
+    try:
+        n = parse_go_float32(text)
+    except ScalerError as e:
+        notes.append(f"scaleDownThreshold ignored: {e}")
+        return False
+    if 0 < n < 1:
+        return counts.total > 0 and counts.wait_to_be_deleted / counts.total > n
+    if n >= 1 and not math.isinf(n):
+        return counts.wait_to_be_deleted > math.ceil(n)
+    notes.append(f"scaleDownThreshold ignored: {text!r} is neither an integer >= 1 nor a fraction 0<n<1")
+    return False
+
+
+def _min_num(metadata: Mapping[str, str], counts: FleetCounts, max_num: int | None) -> int:
+    min_num = handle_min_num(counts.total, counts.none, metadata.get(MIN_AVAILABLE_KEY, ""))
+    if max_num is not None and min_num > max_num:
+        min_num = max_num
+    return min_num
+
+
+def upstream_desired(counts: FleetCounts, metadata: Mapping[str, str]) -> Decision:
+    """OpenKruiseGame v1.1 `GetMetrics`, branch for branch. Raises ScalerError where upstream returns an error."""
+    notes: list[str] = []
+    max_num = _max_available(metadata, notes)
+    wtbd = counts.wait_to_be_deleted
+    if _threshold_exceeded(metadata, counts, notes):
+        return Decision(counts.total - wtbd, "threshold",
+                        f"{wtbd} WaitToBeDeleted exceed scaleDownThreshold", tuple(notes))
+    min_num = _min_num(metadata, counts, max_num)
+    if counts.none < min_num:
+        return Decision(counts.replicas + min_num - counts.none, "min",
+                        f"{counts.none} None < minAvailable {min_num}", tuple(notes))
+    if wtbd:
+        return Decision(counts.replicas - wtbd, "waitToBeDeleted", f"{wtbd} WaitToBeDeleted", tuple(notes))
+    if max_num is not None and counts.none > max_num:
+        return Decision(counts.replicas + max_num - counts.none, "max",
+                        f"{counts.none} None > maxAvailable {max_num}", tuple(notes))
+    return Decision(counts.replicas, "steady", "no change needed", tuple(notes))
+
+
+def desired_replicas(counts: FleetCounts, metadata: Mapping[str, str]) -> Decision:
+    """Gamekeeper's answer: upstream's rules with WaitToBeDeleted removal first and counted from spec.replicas."""
+    notes: list[str] = []
+    max_num = _max_available(metadata, notes)
+    # Parsed even when unused, so a bad minAvailable is an error in every fleet state, as upstream.
+    min_num = _min_num(metadata, counts, max_num)
+    wtbd = counts.wait_to_be_deleted
+    # scaleDownThreshold is still parsed (a bad one is noted as upstream does) but has nothing left to decide:
+    # it only lets removal win over a minAvailable scale-up, and here removal always wins.
+    _threshold_exceeded(metadata, counts, notes)
+    if wtbd:
+        why = f"{wtbd} WaitToBeDeleted"
+        if counts.none < min_num:
+            why += f" (removed before adding the {min_num - counts.none} None that minAvailable {min_num} asks for)"
+        return Decision(counts.replicas - wtbd, "waitToBeDeleted", why, tuple(notes))
+    if counts.none < min_num:
+        return Decision(counts.replicas + min_num - counts.none, "min",
+                        f"{counts.none} None < minAvailable {min_num}", tuple(notes))
+    if max_num is not None and counts.none > max_num:
+        return Decision(counts.replicas + max_num - counts.none, "max",
+                        f"{counts.none} None > maxAvailable {max_num}", tuple(notes))
+    return Decision(counts.replicas, "steady", "no change needed", tuple(notes))
+
+
+def is_active(current_replicas: int, wait_to_be_deleted_replicas: int | None, metadata: Mapping[str, str]) -> bool:
+    """Upstream `IsActive`, from the set's status. Raises ScalerError before the set's first status."""
+    if wait_to_be_deleted_replicas is None:
+        raise ScalerError("GameServerSet has not inited (status.waitToBeDeletedReplicas is not set yet)")
+    text = metadata.get(MIN_AVAILABLE_KEY, "")
+    if text and parse_go_float32(text) > 0:
+        return True
+    return current_replicas - wait_to_be_deleted_replicas > 0
+
+
+def metadata_problems(metadata: Mapping[str, object]) -> list[tuple[str, str]]:
+    """(key, problem) for values Gamekeeper refuses at apply; upstream would error at every poll or ignore them."""
+    out: list[tuple[str, str]] = []
+    for key, value in metadata.items():
+        if key not in METADATA_KEYS:
+            out.append((key, f"unknown key (known: {', '.join(METADATA_KEYS)})"))
+        elif not isinstance(value, str):
+            out.append((key, f"expected a string (quote it: {key}: \"{value}\")"))
+    if out:
+        return out
+    text = str(metadata.get(MIN_AVAILABLE_KEY, ""))
+    if text:
+        try:
+            n = parse_go_float32(text)
+            if math.isnan(n) or math.isinf(n) or n < 0:
+                raise ScalerError("")
+        except ScalerError:
+            out.append((MIN_AVAILABLE_KEY, f"{text!r} is not a number >= 0; use an integer (e.g. \"2\") or a "
+                        "fraction 0<n<1 (e.g. \"0.2\")"))
+    text = str(metadata.get(MAX_AVAILABLE_KEY, ""))
+    if text:
+        try:
+            if parse_go_int32(text) < 0:
+                raise ScalerError("")
+        except ScalerError:
+            out.append((MAX_AVAILABLE_KEY, f"{text!r} is not an integer >= 0 (upstream would silently ignore it)"))
+    text = str(metadata.get(SCALE_DOWN_THRESHOLD_KEY, ""))
+    if text:
+        ok = True
+        try:
+            n = parse_go_float32(text)
+            ok = not (math.isnan(n) or math.isinf(n) or n <= 0)
+        except ScalerError:
+            ok = False
+        if not ok:
+            out.append((SCALE_DOWN_THRESHOLD_KEY, f"{text!r} is neither an integer >= 1 nor a fraction 0<n<1 "
+                        "(upstream would silently ignore it)"))
+    return out
