@@ -20,53 +20,24 @@ Numbers are parsed as upstream does (Go `strconv.ParseFloat(s, 32)` and `ParseIn
 from __future__ import annotations
 
 import math
-import re
-import struct
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 from gamekeeper.api.models import GS_OPS_STATE_KEY, GS_STATE_KEY
+from gamekeeper.api.scaledobject import (
+    MAX_AVAILABLE_KEY,
+    MIN_AVAILABLE_KEY,
+    SCALE_DOWN_THRESHOLD_KEY,
+    ScalerError,
+    metadata_problems,
+    parse_go_float32,
+    parse_go_int32,
+)
 
-MIN_AVAILABLE_KEY = "minAvailable"
-MAX_AVAILABLE_KEY = "maxAvailable"
-SCALE_DOWN_THRESHOLD_KEY = "scaleDownThreshold"
-SCALER_ADDRESS_KEY = "scalerAddress"
-METADATA_KEYS = (SCALER_ADDRESS_KEY, MIN_AVAILABLE_KEY, MAX_AVAILABLE_KEY, SCALE_DOWN_THRESHOLD_KEY)
+__all__ = ["ScalerError", "metadata_problems", "parse_go_float32", "parse_go_int32"]
+
 METRIC_NAME = "gssReplicas"
 METRIC_TARGET = 1
-
-# Go's ParseFloat syntax for decimals (hex floats and underscores are rejected here; nobody writes them).
-_GO_FLOAT = re.compile(r"^[+-]?(?:(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?|[iI][nN][fF](?:[iI][nN][iI][tT][yY])?|"
-                       r"[nN][aA][nN])$")
-_GO_INT = re.compile(r"^[+-]?\d+$")
-
-
-class ScalerError(ValueError):
-    """A metadata value upstream refuses (GetMetrics returns an error: KEDA keeps the current replicas)."""
-
-
-def parse_go_float32(text: str) -> float:
-    """`strconv.ParseFloat(text, 32)`: the nearest float32, widened to float64 exactly as Go returns it."""
-    if not _GO_FLOAT.match(text):
-        raise ScalerError(f'strconv.ParseFloat: parsing "{text}": invalid syntax')
-    value = float(text)
-    if math.isinf(value) or math.isnan(value):
-        return value
-    try:
-        return float(struct.unpack("f", struct.pack("f", value))[0])
-    except OverflowError:
-        raise ScalerError(f'strconv.ParseFloat: parsing "{text}": value out of range') from None
-
-
-def parse_go_int32(text: str) -> int:
-    """`strconv.ParseInt(text, 10, 32)`."""
-    if not _GO_INT.match(text):
-        raise ScalerError(f'strconv.ParseInt: parsing "{text}": invalid syntax')
-    value = int(text)
-    if not -(2**31) <= value < 2**31:
-        raise ScalerError(f'strconv.ParseInt: parsing "{text}": value out of range')
-    return value
-
 
 def go_round(x: float) -> float:
     """Go's math.Round: half away from zero (Python's round() is half to even)."""
@@ -217,43 +188,3 @@ def is_active(current_replicas: int, wait_to_be_deleted_replicas: int | None, me
     if text and parse_go_float32(text) > 0:
         return True
     return current_replicas - wait_to_be_deleted_replicas > 0
-
-
-def metadata_problems(metadata: Mapping[str, object]) -> list[tuple[str, str]]:
-    """(key, problem) for values Gamekeeper refuses at apply; upstream would error at every poll or ignore them."""
-    out: list[tuple[str, str]] = []
-    for key, value in metadata.items():
-        if key not in METADATA_KEYS:
-            out.append((key, f"unknown key (known: {', '.join(METADATA_KEYS)})"))
-        elif not isinstance(value, str):
-            out.append((key, f"expected a string (quote it: {key}: \"{value}\")"))
-    if out:
-        return out
-    text = str(metadata.get(MIN_AVAILABLE_KEY, ""))
-    if text:
-        try:
-            n = parse_go_float32(text)
-            if math.isnan(n) or math.isinf(n) or n < 0:
-                raise ScalerError("")
-        except ScalerError:
-            out.append((MIN_AVAILABLE_KEY, f"{text!r} is not a number >= 0; use an integer (e.g. \"2\") or a "
-                        "fraction 0<n<1 (e.g. \"0.2\")"))
-    text = str(metadata.get(MAX_AVAILABLE_KEY, ""))
-    if text:
-        try:
-            if parse_go_int32(text) < 0:
-                raise ScalerError("")
-        except ScalerError:
-            out.append((MAX_AVAILABLE_KEY, f"{text!r} is not an integer >= 0 (upstream would silently ignore it)"))
-    text = str(metadata.get(SCALE_DOWN_THRESHOLD_KEY, ""))
-    if text:
-        ok = True
-        try:
-            n = parse_go_float32(text)
-            ok = not (math.isnan(n) or math.isinf(n) or n <= 0)
-        except ScalerError:
-            ok = False
-        if not ok:
-            out.append((SCALE_DOWN_THRESHOLD_KEY, f"{text!r} is neither an integer >= 1 nor a fraction 0<n<1 "
-                        "(upstream would silently ignore it)"))
-    return out

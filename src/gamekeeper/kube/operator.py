@@ -283,6 +283,7 @@ class Operator:
             controller_store, self.runtime, self.clock, resync_seconds=cfg.resync_seconds,
             change_listeners=[observability.on_change] if observability else None,
             observe_reconcile=observability.observe_reconcile if observability else None,
+            autoscale=False,
         )
         if self.probe_path == "kruise":
             install_prober(manager, _NoProber(store, self.runtime, self.clock))
