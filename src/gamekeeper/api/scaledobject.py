@@ -239,8 +239,9 @@ def scaled_object_problems(body: Mapping[str, Any]) -> list[str]:
     low = spec.get("minReplicaCount", DEFAULT_MIN_REPLICA_COUNT)
     high = spec.get("maxReplicaCount", DEFAULT_MAX_REPLICA_COUNT)
     if low > high:
-        which = "spec.maxReplicaCount" if "maxReplicaCount" in spec else "spec.maxReplicaCount (default 100)"
-        out.append(f"spec.minReplicaCount: {low} is greater than {which} {high}")
+        which = "" if "maxReplicaCount" in spec else " (the default)"
+        out.append(f"spec.minReplicaCount: {low} is greater than spec.maxReplicaCount {high}{which}; lower it or "
+                   "raise maxReplicaCount")
     triggers = spec["triggers"]
     if len(triggers) > 1:
         out.append(f"spec.triggers: exactly one trigger (type external) is supported, got {len(triggers)}")
