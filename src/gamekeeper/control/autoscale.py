@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -60,6 +61,17 @@ class Outcome:
     replicas: int | None
     why: str
     scaled: bool
+
+
+async def read_fleet(store: Store, namespace: str, name: str) -> tuple[Obj, FleetCounts]:
+    """A set and the scaler's counts from its pods' labels (as upstream lists them); NotFound if it is missing.
+
+    One reader for both modes, so the gRPC scaler and the embedded loop see a fleet the same way."""
+    gss = await store.get("GameServerSet", namespace, name)
+    if gss is None:
+        raise NotFound(f'GameServerSet "{namespace}/{name}" not found')
+    pods = await store.list("Pod", namespace, {OWNER_GSS_KEY: name})
+    return gss, count_pods(int(gss["spec"]["replicas"]), [p["metadata"].get("labels") for p in pods])
 
 
 def _keda_spec(spec: dict[str, Any]) -> KedaSpec:
@@ -144,20 +156,19 @@ class Autoscaler:
             return Outcome(ns, name, target, counts, None, "hold", None, replicas, replicas, why, False)
 
         try:
-            gss = await self.store.get("GameServerSet", ns, target)
-            if gss is None:
-                return hold(f"GameServerSet {target!r} not found; not scaling")
-            pods = await self.store.list("Pod", ns, {OWNER_GSS_KEY: target})
+            gss, counts = await read_fleet(self.store, ns, target)
+        except NotFound:
+            return hold(f"GameServerSet {target!r} not found; not scaling")
         except StoreError as e:
             return hold(f"cannot read GameServerSet {target!r} ({e}); not scaling")
         if gss["metadata"].get("deletionTimestamp"):
             return hold(f"GameServerSet {target!r} is being deleted; not scaling")
-        replicas = int(gss["spec"]["replicas"])
+        replicas = counts.replicas
         overridden = tracked.last_set is not None and replicas != tracked.last_set
-        # The scaler's answer is relative to spec.replicas, so a manual scale would simply stick; as with KEDA the
-        # ScaledObject owns the replicas, so the answer is computed from the replicas it last set.
-        base = tracked.last_set if overridden and tracked.last_set is not None else replicas
-        counts = count_pods(base, [p["metadata"].get("labels") for p in pods])
+        if overridden and tracked.last_set is not None:
+            # The scaler's answer is relative to spec.replicas, so a manual scale would simply stick; as with KEDA
+            # the ScaledObject owns the replicas, so the answer is computed from the replicas it last set.
+            counts = dataclasses.replace(counts, replicas=tracked.last_set)
         status = gss.get("status") or {}
         try:
             decision = desired_replicas(counts, metadata)
