@@ -40,7 +40,7 @@ def test_handle_min_num(case: dict[str, Any]) -> None:
 @pytest.mark.parametrize("flavour", ["upstream", "gamekeeper"])
 def test_get_metrics_branches(case: dict[str, Any], flavour: str) -> None:
     counts = FleetCounts(replicas=case["replicas"], total=case["total"], none=case["none"],
-                         wait_to_be_deleted=case["wtbd"])
+                         wait_to_be_deleted=case["wtbd"], pending=case.get("pending", 0))
     decide = upstream_desired if flavour == "upstream" else desired_replicas
     want = case[flavour]
     if want.get("error"):
@@ -67,7 +67,8 @@ def test_counts_from_pod_labels_exclude_deleting() -> None:
         {GS_OPS_STATE_KEY: "Allocated"},
         None,
     ]
-    assert count_pods(5, labels) == FleetCounts(replicas=5, total=5, none=1, wait_to_be_deleted=1)
+    assert count_pods(5, labels) == FleetCounts(replicas=5, total=5, none=1, wait_to_be_deleted=1, pending=1)
+    assert count_pods(7, labels).pending == 3  # and two pods not created yet
 
 
 def test_is_active() -> None:

@@ -19,6 +19,7 @@ Numbers are parsed as upstream does (Go `strconv.ParseFloat(s, 32)` and `ParseIn
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -74,14 +75,17 @@ class FleetCounts:
     total: int  # pods of the set
     none: int  # pods whose opsState label is None
     wait_to_be_deleted: int  # opsState WaitToBeDeleted and not already Deleting
+    # Servers on their way: pods not created yet (spec.replicas above the pods) or without an opsState label yet.
+    # Every new GameServer starts None; Gamekeeper counts them as None, upstream does not.
+    pending: int = 0
 
     def as_dict(self) -> dict[str, int]:
         return {"replicas": self.replicas, "total": self.total, "none": self.none,
-                "waitToBeDeleted": self.wait_to_be_deleted}
+                "waitToBeDeleted": self.wait_to_be_deleted, "pending": self.pending}
 
 
 def count_pods(replicas: int, pod_labels: Iterable[Mapping[str, str] | None]) -> FleetCounts:
-    total = none = wtbd = 0
+    total = none = wtbd = unlabeled = 0
     for labels in pod_labels:
         labels = labels or {}
         total += 1
@@ -90,7 +94,10 @@ def count_pods(replicas: int, pod_labels: Iterable[Mapping[str, str] | None]) ->
             none += 1
         elif ops == "WaitToBeDeleted" and labels.get(GS_STATE_KEY) != "Deleting":
             wtbd += 1
-    return FleetCounts(replicas=replicas, total=total, none=none, wait_to_be_deleted=wtbd)
+        elif ops is None:
+            unlabeled += 1
+    return FleetCounts(replicas=replicas, total=total, none=none, wait_to_be_deleted=wtbd,
+                       pending=unlabeled + max(0, replicas - total))
 
 
 @dataclass(frozen=True)
@@ -157,26 +164,28 @@ def upstream_desired(counts: FleetCounts, metadata: Mapping[str, str]) -> Decisi
 
 
 def desired_replicas(counts: FleetCounts, metadata: Mapping[str, str]) -> Decision:
-    """Gamekeeper's answer: upstream's rules with WaitToBeDeleted removal first and counted from spec.replicas."""
+    """Gamekeeper's answer: upstream's rules with WaitToBeDeleted removal first and counted from spec.replicas,
+    and servers on their way counted as the None they will be (so a poll during a scale-up does not ask for the
+    same servers twice)."""
     notes: list[str] = []
     max_num = _max_available(metadata, notes)
+    none = counts.none + counts.pending
     # Parsed even when unused, so a bad minAvailable is an error in every fleet state, as upstream.
-    min_num = _min_num(metadata, counts, max_num)
+    min_num = _min_num(metadata, dataclasses.replace(counts, none=none), max_num)
     wtbd = counts.wait_to_be_deleted
     # scaleDownThreshold is still parsed (a bad one is noted as upstream does) but has nothing left to decide:
     # it only lets removal win over a minAvailable scale-up, and here removal always wins.
     _threshold_exceeded(metadata, counts, notes)
     if wtbd:
         why = f"{wtbd} WaitToBeDeleted"
-        if counts.none < min_num:
-            why += f" (removed before adding the {min_num - counts.none} None that minAvailable {min_num} asks for)"
+        if none < min_num:
+            why += f" (removed before adding the {min_num - none} None that minAvailable {min_num} asks for)"
         return Decision(counts.replicas - wtbd, "waitToBeDeleted", why, tuple(notes))
-    if counts.none < min_num:
-        return Decision(counts.replicas + min_num - counts.none, "min",
-                        f"{counts.none} None < minAvailable {min_num}", tuple(notes))
-    if max_num is not None and counts.none > max_num:
-        return Decision(counts.replicas + max_num - counts.none, "max",
-                        f"{counts.none} None > maxAvailable {max_num}", tuple(notes))
+    shown = f"{none} None" + (f" (with {counts.pending} on their way)" if counts.pending else "")
+    if none < min_num:
+        return Decision(counts.replicas + min_num - none, "min", f"{shown} < minAvailable {min_num}", tuple(notes))
+    if max_num is not None and none > max_num:
+        return Decision(counts.replicas + max_num - none, "max", f"{shown} > maxAvailable {max_num}", tuple(notes))
     return Decision(counts.replicas, "steady", "no change needed", tuple(notes))
 
 
