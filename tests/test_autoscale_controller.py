@@ -179,3 +179,15 @@ def test_run_loop_polls_and_scales(state: SqliteState) -> None:
     asyncio.run(main())
     assert replicas(state) == 1
     assert json.dumps(scaler.last[(NS, "minecraft")].counts.as_dict())  # type: ignore[union-attr]
+
+
+def test_wait_to_be_deleted_removal_takes_turns_with_min_available(state: SqliteState) -> None:
+    """OKG #302: new servers are taken at once, so None stays below minAvailable; idle ones are still removed."""
+    fleet(state, ["Allocated", "WaitToBeDeleted", "WaitToBeDeleted"])
+    state.create(scaled_object({"minAvailable": "1"}))
+    scaler = Autoscaler(SqliteStore(state), Clock())
+    first = asyncio.run(poll(scaler, state))
+    assert (first.branch, first.replicas) == ("min", 4)
+    fleet(state, ["Allocated", "WaitToBeDeleted", "WaitToBeDeleted", "Allocated"])  # the new one was taken
+    second = asyncio.run(poll(scaler, state))
+    assert (second.branch, second.replicas) == ("waitToBeDeleted", 2)

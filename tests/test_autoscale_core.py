@@ -10,6 +10,7 @@ import yaml
 
 from gamekeeper.api.models import GS_OPS_STATE_KEY, GS_STATE_KEY
 from gamekeeper.core.autoscale import (
+    Decision,
     FleetCounts,
     ScalerError,
     count_pods,
@@ -41,13 +42,18 @@ def test_handle_min_num(case: dict[str, Any]) -> None:
 def test_get_metrics_branches(case: dict[str, Any], flavour: str) -> None:
     counts = FleetCounts(replicas=case["replicas"], total=case["total"], none=case["none"],
                          wait_to_be_deleted=case["wtbd"], pending=case.get("pending", 0))
-    decide = upstream_desired if flavour == "upstream" else desired_replicas
     want = case[flavour]
+
+    def decide() -> Decision:
+        if flavour == "upstream":
+            return upstream_desired(counts, case["metadata"])
+        return desired_replicas(counts, case["metadata"], case.get("previous"))
+
     if want.get("error"):
         with pytest.raises(ScalerError):
-            decide(counts, case["metadata"])
+            decide()
         return
-    decision = decide(counts, case["metadata"])
+    decision = decide()
     assert (decision.desired, decision.branch) == (want["desired"], want["branch"])
     assert len(decision.notes) == want.get("notes", 0)
 

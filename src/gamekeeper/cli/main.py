@@ -766,7 +766,8 @@ def exec(
 
 @app.command()
 def demo(
-    scenario: Annotated[str, typer.Argument(help="idle (the seed's first scenario) or healthy (the second)")] = "idle",
+    scenario: Annotated[str, typer.Argument(
+        help="idle (the seed's first scenario), healthy (the second) or autoscale (docs/autoscaling.md)")] = "idle",
     state_dir: StateDir = None,
     keep: Annotated[bool, typer.Option(help="Leave the fleet running at the end.")] = False,
 ) -> None:

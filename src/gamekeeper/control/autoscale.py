@@ -43,6 +43,7 @@ class _Tracked:
     next_poll: float = 0.0
     last_active: float = 0.0
     last_set: int | None = None  # the replicas this autoscaler last wrote
+    previous: str | None = None  # the scaler's last branch (WaitToBeDeleted removal takes turns with min)
     hpa: HpaState = field(default_factory=HpaState)
 
 
@@ -171,10 +172,11 @@ class Autoscaler:
             counts = dataclasses.replace(counts, replicas=tracked.last_set)
         status = gss.get("status") or {}
         try:
-            decision = desired_replicas(counts, metadata)
+            decision = desired_replicas(counts, metadata, tracked.previous)
             active = is_active(int(status.get("currentReplicas", 0)), status.get("waitToBeDeletedReplicas"), metadata)
         except ScalerError as e:
             return hold(f"scaler error: {e}; not scaling", counts, replicas)
+        tracked.previous = decision.branch
         for note in decision.notes:
             log.warning("scaler: %s", note, extra={"scaledobject": name})
         if active:

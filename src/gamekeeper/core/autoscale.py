@@ -4,14 +4,18 @@
 conformance tables and for comparison. `desired_replicas` is what Gamekeeper serves and acts on: the same rules
 with two deliberate changes, documented in docs/autoscaling.md:
 
-- **WaitToBeDeleted first (OKG #302).** Upstream checks `minAvailable` first and returns early, so while fewer
-  than `minAvailable` servers are `None` the `WaitToBeDeleted` ones are never removed, and replicas climb to
-  `maxReplicaCount` with idle servers piling up. Here removal always comes first; the `None` servers that
-  `minAvailable` asks for are added at the next poll, once the removal is done.
-- **Removal counts from `spec.replicas`, no floor (OKG #356).** v1.1's threshold branch answers
-  `total - WaitToBeDeleted` (pods that exist), which cancels a scale-up whose pods are not created yet; and the
-  earlier `minAvailable` floor deadlocked when `minAvailable >= total`. Here it is `spec.replicas -
-  WaitToBeDeleted` in every branch, and `minReplicaCount` is the only floor.
+- **Servers on their way count as None (OKG #302).** Upstream counts only pods labelled None, so while a
+  scale-up's pods are being created every poll asks for them again, and replicas climb. Here pods not created
+  yet (spec.replicas above the pods) and pods without an opsState label yet count as the None they will be.
+- **WaitToBeDeleted removal takes turns (OKG #302).** Upstream checks `minAvailable` first and returns early,
+  so while fewer than `minAvailable` servers are None (players take them, or the probe marks them idle) the
+  WaitToBeDeleted ones are never removed and replicas climb to `maxReplicaCount`. Here, when the last answer
+  was a `minAvailable` scale-up and WaitToBeDeleted servers wait, this answer removes them; the scale-up comes
+  again at the next poll. (Removing them first, always, would deadlock at `minReplicaCount`: one
+  WaitToBeDeleted server and `minAvailable: 1` would never get its free server.)
+- **The threshold branch counts from `spec.replicas` (OKG #356).** v1.1 answers `total - WaitToBeDeleted`
+  (pods that exist), which cancels a scale-up whose pods are not created yet. Here it is `spec.replicas -
+  WaitToBeDeleted`, with no floor (as v1.1: `minReplicaCount` is the only floor).
 
 Numbers are parsed as upstream does (Go `strconv.ParseFloat(s, 32)` and `ParseInt(s, 10, 32)`), so `"0.8"` is
 0.800000011920929 and the rounding is Go's `math.Round` (half away from zero).
@@ -163,27 +167,28 @@ def upstream_desired(counts: FleetCounts, metadata: Mapping[str, str]) -> Decisi
     return Decision(counts.replicas, "steady", "no change needed", tuple(notes))
 
 
-def desired_replicas(counts: FleetCounts, metadata: Mapping[str, str]) -> Decision:
-    """Gamekeeper's answer: upstream's rules with WaitToBeDeleted removal first and counted from spec.replicas,
-    and servers on their way counted as the None they will be (so a poll during a scale-up does not ask for the
-    same servers twice)."""
+def desired_replicas(counts: FleetCounts, metadata: Mapping[str, str], previous: str | None = None) -> Decision:
+    """Gamekeeper's answer: upstream's rules, with servers on their way counted as None, the threshold branch
+    counted from spec.replicas, and WaitToBeDeleted removal taking turns with a minAvailable scale-up.
+
+    `previous` is the branch of the last answer for this ScaledObject (None when there is none)."""
     notes: list[str] = []
     max_num = _max_available(metadata, notes)
     none = counts.none + counts.pending
-    # Parsed even when unused, so a bad minAvailable is an error in every fleet state, as upstream.
     min_num = _min_num(metadata, dataclasses.replace(counts, none=none), max_num)
     wtbd = counts.wait_to_be_deleted
-    # scaleDownThreshold is still parsed (a bad one is noted as upstream does) but has nothing left to decide:
-    # it only lets removal win over a minAvailable scale-up, and here removal always wins.
-    _threshold_exceeded(metadata, counts, notes)
-    if wtbd:
-        why = f"{wtbd} WaitToBeDeleted"
-        if none < min_num:
-            why += f" (removed before adding the {min_num - none} None that minAvailable {min_num} asks for)"
-        return Decision(counts.replicas - wtbd, "waitToBeDeleted", why, tuple(notes))
+    if _threshold_exceeded(metadata, counts, notes):
+        return Decision(counts.replicas - wtbd, "threshold", f"{wtbd} WaitToBeDeleted exceed scaleDownThreshold",
+                        tuple(notes))
     shown = f"{none} None" + (f" (with {counts.pending} on their way)" if counts.pending else "")
     if none < min_num:
+        if wtbd and previous == "min":
+            return Decision(counts.replicas - wtbd, "waitToBeDeleted",
+                            f"{wtbd} WaitToBeDeleted (their turn: the last poll scaled up for minAvailable "
+                            f"{min_num}, which comes again at the next)", tuple(notes))
         return Decision(counts.replicas + min_num - none, "min", f"{shown} < minAvailable {min_num}", tuple(notes))
+    if wtbd:
+        return Decision(counts.replicas - wtbd, "waitToBeDeleted", f"{wtbd} WaitToBeDeleted", tuple(notes))
     if max_num is not None and none > max_num:
         return Decision(counts.replicas + max_num - none, "max", f"{shown} > maxAvailable {max_num}", tuple(notes))
     return Decision(counts.replicas, "steady", "no change needed", tuple(notes))

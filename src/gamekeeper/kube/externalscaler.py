@@ -31,6 +31,9 @@ DEFAULT_PORT = 6000
 class ExternalScaler(pb_grpc.ExternalScalerServicer):  # type: ignore[misc]
     def __init__(self, store: Store) -> None:
         self.store = store
+        # The last branch per ScaledObject, as the embedded loop keeps it (WaitToBeDeleted removal takes turns
+        # with a minAvailable scale-up). Lost on restart or leader change: the next answer is upstream's.
+        self.previous: dict[tuple[str, str], str] = {}
 
     async def _fleet(self, ref: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
         try:
@@ -64,10 +67,12 @@ class ExternalScaler(pb_grpc.ExternalScalerServicer):  # type: ignore[misc]
     async def GetMetrics(self, request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
         ref = request.scaledObjectRef
         _, counts = await self._fleet(ref, context)
+        key = (ref.namespace or "default", ref.name)
         try:
-            decision = desired_replicas(counts, dict(ref.scalerMetadata))
+            decision = desired_replicas(counts, dict(ref.scalerMetadata), self.previous.get(key))
         except ScalerError as e:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"ScaledObject {ref.name}: {e}")
+        self.previous[key] = decision.branch
         for note in decision.notes:
             log.warning("scaler: %s", note, extra={"scaledobject": ref.name})
         log.info("autoscale decision", extra={
