@@ -127,9 +127,10 @@ def autoscale_scenario(state_dir: Path, examples: Path) -> None:
     _gk(state_dir, "get", "gs")
     for i, player in enumerate(("alice", "bob")):
         _gk(state_dir, "exec", f"players-{i}", "--", "./player.sh", "join", player)
-        _wait(state_dir, f"players-{i} is Allocated and a new free server keeps two free",
-              lambda gs, i=i: _ops(gs.get(f"players-{i}", {})) == "Allocated" and len(gs) == 3 + i
-              and len(_free(gs)) == 2)
+        def taken(gs: dict[str, dict[str, Any]], i: int = i) -> bool:
+            return _ops(gs.get(f"players-{i}", {})) == "Allocated" and len(gs) == 3 + i and len(_free(gs)) == 2
+
+        _wait(state_dir, f"players-{i} is Allocated and a new free server keeps two free", taken)
         _gk(state_dir, "get", "gs")
     for i, player in enumerate(("alice", "bob")):
         _gk(state_dir, "exec", f"players-{i}", "--", "./player.sh", "leave", player)
