@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 
-.PHONY: install demo demo-healthy demo-recovery test lint bench clean
+.PHONY: install demo demo-healthy demo-recovery demo-autoscale test lint bench proto clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -20,6 +20,14 @@ demo-healthy: install
 
 demo-recovery: install
 	$(BIN)/gk demo recovery
+
+demo-autoscale: install
+	$(BIN)/gk demo autoscale
+
+# The external scaler's gRPC stubs (committed; grpcio-tools is a dev dependency only).
+proto: install
+	$(BIN)/python -m grpc_tools.protoc -Igamekeeper/kube/scalerpb=proto --python_out=src --pyi_out=src \
+		--grpc_python_out=src proto/externalscaler.proto
 
 lint: install
 	$(BIN)/ruff check src tests

@@ -18,6 +18,9 @@ import yaml
 from pydantic import ValidationError
 
 from gamekeeper.api.models import KIND_MODELS, KNOWN_OPS_STATES, Model
+from gamekeeper.api.scaledobject import ScaledObject, scaled_object_problems
+
+MODELS: dict[str, type[Model]] = {**KIND_MODELS, "ScaledObject": ScaledObject}
 
 
 class InvalidObject(ValueError):
@@ -184,10 +187,10 @@ def validate_object(doc: Any, source: str = "") -> LoadedObject:
     if not isinstance(doc, dict):
         raise InvalidObject([f"{prefix}expected a mapping with apiVersion, kind, metadata, spec; got {_show(doc)}"])
     kind = doc.get("kind")
-    model = KIND_MODELS.get(kind) if isinstance(kind, str) else None
+    model = MODELS.get(kind) if isinstance(kind, str) else None
     if model is None:
         raise InvalidObject(
-            [f"{prefix}kind: expected one of {', '.join(KIND_MODELS)}, got {_show(kind)}"]
+            [f"{prefix}kind: expected one of {', '.join(MODELS)}, got {_show(kind)}"]
         )
     problems: list[str] = []
     parsed: Model | None = None
@@ -246,6 +249,8 @@ def semantic_warnings(kind: str, body: dict[str, Any]) -> list[str]:
 
 def semantic_problems(kind: str, body: dict[str, Any]) -> list[str]:
     """Valid by the schema, but refused: it could not work here (the object is not applied)."""
+    if kind == "ScaledObject":
+        return scaled_object_problems(body)
     if kind != "GameServerSet":
         return []
     return network_checks(body["spec"])[0]

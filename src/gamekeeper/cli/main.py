@@ -59,8 +59,10 @@ KINDS = {
     "gs": "GameServer", "gameserver": "GameServer", "gameservers": "GameServer",
     "gss": "GameServerSet", "gameserverset": "GameServerSet", "gameserversets": "GameServerSet",
     "pod": "Pod", "pods": "Pod", "po": "Pod",
+    "so": "ScaledObject", "scaledobject": "ScaledObject", "scaledobjects": "ScaledObject",
 }
-RESOURCE = {"GameServer": "gameserver.game.kruise.io", "GameServerSet": "gameserverset.game.kruise.io", "Pod": "pod"}
+RESOURCE = {"GameServer": "gameserver.game.kruise.io", "GameServerSet": "gameserverset.game.kruise.io", "Pod": "pod",
+            "ScaledObject": "scaledobject.keda.sh"}
 
 StateDir = Annotated[
     Path | None,
@@ -113,7 +115,7 @@ def _open(state_dir: Path | None) -> SqliteState:
 def _kind(word: str) -> str:
     kind = KINDS.get(word.lower())
     if kind is None:
-        raise fail(f'unknown resource type "{word}"; use gs, gss or pod')
+        raise fail(f'unknown resource type "{word}"; use gs, gss, pod or so')
     return kind
 
 
@@ -413,7 +415,7 @@ def down(state_dir: StateDir = None) -> None:
         print("controller stopped")
     state = SqliteState(sd)
     stopped = stop_game_servers(state)
-    for kind in ("Pod", "GameServer", "Workload", "GameServerSet"):
+    for kind in ("ScaledObject", "Pod", "GameServer", "Workload", "GameServerSet"):
         for obj in state.list(kind):
             meta = obj["metadata"]
             with contextlib.suppress(NotFound):
@@ -473,12 +475,14 @@ def _render(state: SqliteState, kind: str, namespace: str | None, name: str | No
     if kind == "GameServerSet":
         return printing.table(printing.GSS_WIDE_HEADERS if wide else printing.GSS_HEADERS,
                               [printing.gss_row(o, now, wide) for o in items])
+    if kind == "ScaledObject":
+        return printing.table(printing.SO_HEADERS, [printing.so_row(o, now) for o in items])
     return printing.table(printing.POD_HEADERS, [printing.pod_row(o, now) for o in items])
 
 
 @app.command()
 def get(
-    resource: Annotated[str, typer.Argument(help="gs, gss or pod")],
+    resource: Annotated[str, typer.Argument(help="gs, gss, pod or so (scaledobject)")],
     name: Annotated[str | None, typer.Argument()] = None,
     output: Annotated[str | None, typer.Option("--output", "-o", help="wide, yaml, json or name")] = None,
     namespace: Namespace = "default",
@@ -614,11 +618,16 @@ def scale(
     except NotFound:
         raise fail(f'gameserverset.game.kruise.io "{name}" not found') from None
     print(f"gameserverset.game.kruise.io/{name} scaled")
+    owner = next((so for so in state.list("ScaledObject", namespace)
+                  if so["spec"]["scaleTargetRef"]["name"] == name), None)
+    if owner is not None:
+        err.print(Text(f"warning: scaledobject.keda.sh/{owner['metadata']['name']} scales this set: it will override "
+                       "--replicas at its next poll (delete the ScaledObject to scale by hand)", style="yellow"))
 
 
 @app.command()
 def patch(
-    resource: Annotated[str, typer.Argument(help="gs or gss")],
+    resource: Annotated[str, typer.Argument(help="gs, gss or so")],
     name: Annotated[str, typer.Argument()],
     patch_text: Annotated[str, typer.Option("--patch", "-p", help="The patch, as JSON.")],
     type_: Annotated[str, typer.Option("--type", help="Only merge is supported.")] = "merge",
@@ -641,7 +650,7 @@ def patch(
         if current is None:
             raise fail(f'{RESOURCE[kind]} "{name}" not found')
         merged = merge_patch(current, body)
-        if kind in ("GameServer", "GameServerSet"):
+        if kind in ("GameServer", "GameServerSet", "ScaledObject"):
             check = {k: v for k, v in merged.items() if k != "status"}
             check["metadata"] = {k: v for k, v in merged["metadata"].items()
                                  if k in ("name", "namespace", "labels", "annotations")}
@@ -662,7 +671,7 @@ def patch(
 
 @app.command()
 def delete(
-    resource: Annotated[str, typer.Argument(help="gs, gss or pod")],
+    resource: Annotated[str, typer.Argument(help="gs, gss, pod or so")],
     names: Annotated[list[str], typer.Argument()],
     namespace: Namespace = "default",
     state_dir: StateDir = None,
@@ -758,8 +767,8 @@ def exec(
 @app.command()
 def demo(
     scenario: Annotated[str, typer.Argument(
-        help="idle (the seed's first scenario), healthy (the second), or recovery (the second, repaired "
-             "automatically)")] = "idle",
+        help="idle (the seed's first scenario), healthy (the second), recovery (the second, repaired "
+             "automatically, docs/recovery.md) or autoscale (docs/autoscaling.md)")] = "idle",
     state_dir: StateDir = None,
     keep: Annotated[bool, typer.Option(help="Leave the fleet running at the end.")] = False,
 ) -> None:

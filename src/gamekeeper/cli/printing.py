@@ -177,3 +177,25 @@ def to_output(objects: list[dict[str, Any]], fmt: str, single: bool) -> str:
     if fmt == "json":
         return json.dumps(data, indent=4)
     return yaml.safe_dump(data, sort_keys=False, default_flow_style=False).rstrip()
+
+
+SO_HEADERS = ["NAME", "SCALETARGETKIND", "SCALETARGETNAME", "MIN", "MAX", "DESIRED", "LAST-SCALE", "AGE"]
+
+
+def so_row(so: dict[str, Any], now: datetime) -> list[str]:
+    """A ScaledObject: KEDA's first columns, then the scaler's last answer and how long ago it last scaled."""
+    spec = so.get("spec") or {}
+    status = so.get("status") or {}
+    ref = spec.get("scaleTargetRef") or {}
+    last = status.get("lastScaleTime")
+    return [
+        so["metadata"]["name"],
+        status.get("scaleTargetKind") or f"{ref.get('apiVersion', '')}.{ref.get('kind', '')}",
+        str(ref.get("name", "")),
+        str(spec.get("minReplicaCount", 0)),
+        str(spec.get("maxReplicaCount", 100)),
+        _text(status.get("desiredReplicas")),
+        human_duration((now - parse_time(last)).total_seconds()) if last else "<none>",
+        age(so, now),
+    ]
+

@@ -9,6 +9,7 @@ from datetime import datetime
 from typing import Any
 
 from gamekeeper.api.models import OWNER_GSS_KEY
+from gamekeeper.control.autoscale import Autoscaler
 from gamekeeper.control.gameserver import GameServerController
 from gamekeeper.control.gameserverset import GameServerSetController
 from gamekeeper.control.prober import Prober
@@ -43,6 +44,7 @@ class ControllerManager:
         change_listeners: list[ChangeListener] | None = None,
         observe_reconcile: Callable[[str, float], None] | None = None,
         restarter: ContainerRestarter | None = None,
+        autoscale: bool = True,
     ) -> None:
         self.store = store
         self.clock = clock
@@ -51,6 +53,8 @@ class ControllerManager:
         self.workloads = WorkloadController(store, clock)
         self.gameservers = GameServerController(store, clock)
         self.prober = Prober(store, runtime, clock)
+        # Embedded mode's KEDA; in Kubernetes, KEDA itself asks the operator's gRPC scaler instead.
+        self.autoscaler = Autoscaler(store, clock) if autoscale else None
         # A set's reconcile reads all its pods and comes back on every pod change: spaced, so that at 10,000 pods
         # it does not crowd out the per-server work (see WorkQueue).
         self.gss_queue = WorkQueue("gameserverset", self.gss.reconcile, observe_reconcile, spacing=SET_SPACING)
@@ -87,6 +91,8 @@ class ControllerManager:
         ns, name = change.namespace, change.name
         for change_listener in self.change_listeners:
             change_listener(change)
+        if self.autoscaler is not None:
+            self.autoscaler.on_change(change)
         if change.kind == "GameServerSet":
             self.gss_queue.add(ns, name)
             self.workload_queue.add(ns, name)
@@ -124,6 +130,8 @@ class ControllerManager:
 
     async def run(self) -> None:
         tasks: list[asyncio.Task[Any]] = [asyncio.create_task(q.run(), name=q.name) for q in self.queues()]
+        if self.autoscaler is not None:
+            tasks.append(asyncio.create_task(self.autoscaler.run(), name="autoscaler"))
         try:
             await self.enqueue_all()
             self.ready.set()
