@@ -245,5 +245,86 @@ def test_controller_killed_mid_recovery_runs_nothing_twice(fleet: Fleet) -> None
     assert fleet.gk("events", "--for", "gs/demo-gs-0").stdout.count("RecoveryStarted") == 2
 
 
+def test_set_wide_outage_stops_recovery_until_the_set_is_mostly_healthy(fleet: Fleet) -> None:
+    fleet.start()
+    doc = recovery_yaml(policy={"maxInFlight": 0})  # recovery off while every server is broken
+    fleet.apply_yaml(doc)
+    names = ["demo-gs-0", "demo-gs-1", "demo-gs-2"]
+    fleet.wait_gs("every server healthy", all_healthy(names))
+    for name in names:
+        fault(fleet, name)
+    fleet.wait_gs("all three unhealthy and held", lambda gs: all(
+        result(gs[n]) == "unhealthy" and record(gs[n]).get("blockedBy") == "maxInFlight" for n in names))
+    doc["spec"]["recoveryPolicy"] = {"maxInFlight": "100%", "maxUnhealthy": 1}
+    fleet.apply_yaml(doc)
+    fleet.wait_gs("recovery stopped for the set", lambda gs: all(
+        record(gs[n]).get("blockedBy") == "maxUnhealthy" for n in names))
+    time.sleep(3)
+    gs = fleet.gameservers()
+    assert all(record(gs[n]).get("attempt", 0) == 0 and result(gs[n]) == "unhealthy" for n in names)
+    warnings = [line for line in fleet.gk("events", "--type", "Warning").stdout.splitlines()
+                if "RecoveryBudgetExhausted" in line]
+    assert len(warnings) == 1 and "maxUnhealthy (1)" in warnings[0], warnings
+    # The shared cause is fixed for two of them: the third is under the threshold and repaired automatically.
+    for name in names[:2]:
+        fleet.gk("exec", name, "--", "./recover.sh")
+    gs = fleet.wait_gs("the last one repaired by its recovery", lambda gs: record(gs["demo-gs-2"]).get(
+        "phase") == "Healthy" and result(gs["demo-gs-2"]) == "healthy", timeout=40)
+    assert record(gs["demo-gs-2"])["attempt"] == 1
+    assert all(record(gs[n]).get("attempt", 0) == 0 for n in names[:2])
+
+
+def _container_pids(fleet: Fleet, name: str) -> dict[str, str]:
+    pod = fleet.pods()[name]
+    return {cs["name"]: cs["containerID"] for cs in pod["status"]["containerStatuses"]}
+
+
+def test_restart_container_in_place_keeps_the_pod_and_its_other_container(fleet: Fleet) -> None:
+    doc = recovery_yaml(replicas=1, policy={}, attempts=1, successWithinSeconds=15,
+                        steps=[{"kind": "restartContainer"}])
+    containers = doc["spec"]["gameServerTemplate"]["spec"]["containers"]
+    containers.append({"name": "sidecar", "image": "registry.cn-hangzhou.aliyuncs.com/gs-demo/gameserver:idle"})
+    fleet.start()
+    fleet.apply_yaml(doc)
+    fleet.wait_gs("healthy", all_healthy(["demo-gs-0"]))
+    before = _container_pids(fleet, "demo-gs-0")
+    pod_uid = fleet.pods()["demo-gs-0"]["metadata"]["uid"]
+    fault(fleet, "demo-gs-0")
+    gs = fleet.wait_gs("repaired by a container restart", lambda gs: record(gs["demo-gs-0"]).get("phase") == "Healthy",
+                       timeout=60)
+    assert "asked the local kubelet to restart container minecraft" in record(gs["demo-gs-0"])["history"][0]["output"]
+    pod = fleet.pods()["demo-gs-0"]
+    after = _container_pids(fleet, "demo-gs-0")
+    assert pod["metadata"]["uid"] == pod_uid
+    assert after["sidecar"] == before["sidecar"] and after["minecraft"] != before["minecraft"]
+    counts = {cs["name"]: cs["restartCount"] for cs in pod["status"]["containerStatuses"]}
+    assert counts == {"minecraft": 1, "sidecar": 0}
+    # A restarted controller adopts the containers and restarts nothing again.
+    fleet.kill_controller(signal.SIGKILL)
+    fleet.start()
+    fleet.wait_gs("healthy after the restart", all_healthy(["demo-gs-0"]))
+    time.sleep(2)
+    assert _container_pids(fleet, "demo-gs-0") == after
+
+
+def test_recreate_pod_keeps_the_gameserver(fleet: Fleet) -> None:
+    fleet.start()
+    fleet.apply_yaml(recovery_yaml(replicas=1, policy={}, attempts=1, successWithinSeconds=20,
+                                   steps=[{"kind": "recreatePod"}]))
+    fleet.wait_gs("healthy", all_healthy(["demo-gs-0"]))
+    old_pod = fleet.pods()["demo-gs-0"]["metadata"]["uid"]
+    gs_uid = fleet.gameservers()["demo-gs-0"]["metadata"]["uid"]
+    fault(fleet, "demo-gs-0")
+    gs = fleet.wait_gs("repaired by a new pod", lambda gs: "demo-gs-0" in gs and record(gs["demo-gs-0"]).get(
+        "phase") == "Healthy", timeout=60)
+    new_pod = fleet.pods()["demo-gs-0"]["metadata"]["uid"]
+    assert new_pod != old_pod
+    meta = gs["demo-gs-0"]["metadata"]
+    assert meta["uid"] == gs_uid  # the same GameServer: spec, timeline and recovery record kept
+    assert [o["uid"] for o in meta["ownerReferences"]] == [new_pod]  # owned by its pod again
+    assert "recovery.gamekeeper.io/recreating-pod" not in (meta.get("annotations") or {})
+    assert gs["demo-gs-0"]["status"]["opsStateHistory"][0]["by"] == "created"
+
+
 if __name__ == "__main__":
     sys.exit(pytest.main([__file__, "-q"]))
