@@ -261,6 +261,11 @@ class SqliteState:
             ]
         return out
 
+    def keys(self, kind: str) -> set[tuple[str, str]]:
+        """(namespace, name) of every stored object of a kind, damaged rows included (without parsing bodies)."""
+        rows = self.db.execute("SELECT namespace, name FROM objects WHERE kind = ?", (kind,))
+        return {(r[0], r[1]) for r in rows}
+
     def current_rv(self) -> int:
         return int(self.db.execute("SELECT rv FROM counter WHERE id = 1").fetchone()[0])
 
