@@ -25,6 +25,7 @@ from gamekeeper.api.loading import InvalidObject, LoadedObject, load_documents, 
 from gamekeeper.cli import printing
 from gamekeeper.cli.describe import describe_gs, describe_gss
 from gamekeeper.cli.rollout import rollout_app
+from gamekeeper.cli.state import state_app
 from gamekeeper.core.ordinals import reserve_id_problems
 from gamekeeper.embedded.fleet import (
     ControllerAlreadyRunning,
@@ -794,6 +795,7 @@ def demo(
 
 app.add_typer(kube_app)
 app.add_typer(rollout_app, name="rollout")
+app.add_typer(state_app, name="state")
 
 
 def main() -> None:

@@ -41,18 +41,19 @@ def pod_dirs(state_dir: Path) -> list[Path]:
         return []
 
 
-def check_before_open(state_dir: Path, db: Path) -> bool:
+def check_before_open(state_dir: Path, db: Path, new: bool = False) -> bool:
     """Refuse a state directory whose files show damage before SQLite opens them; True if the database is new.
 
     SQLite itself would quietly start over on a missing or empty file, and ignore a write-ahead log that is not
-    there: the fleet's record would be gone without a word while its game servers go on running.
+    there: the fleet's record would be gone without a word while its game servers go on running. `new`: a new
+    database is wanted (`gk state recover`), whatever the directory ran.
     """
     try:
         size = db.stat().st_size
     except FileNotFoundError:
         size = -1
     if size <= 0:
-        pods = pod_dirs(state_dir)
+        pods = [] if new else pod_dirs(state_dir)
         if pods:
             what = "is missing" if size < 0 else "is empty (0 bytes)"
             raise StateDamaged(

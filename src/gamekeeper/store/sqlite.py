@@ -99,7 +99,7 @@ class SqliteState:
     # The database opened last in this process, for naming it in an error that SQLite raises later.
     opened: Path | None = None
 
-    def __init__(self, state_dir: Path, clock: Any = None, check: bool = False) -> None:
+    def __init__(self, state_dir: Path, clock: Any = None, check: bool = False, new: bool = False) -> None:
         self.state_dir = Path(state_dir)
         self.state_dir.mkdir(parents=True, exist_ok=True)
         self.watch_dir = self.state_dir / "watch"
@@ -113,7 +113,7 @@ class SqliteState:
         self._watch_seen: int | None = None  # the watch directory's mtime when _watch_list was (safely) taken
         self._warned: set[tuple[str, str, str]] = set()
         SqliteState.opened = self.path
-        new = integrity.check_before_open(self.state_dir, self.path)
+        new = integrity.check_before_open(self.state_dir, self.path, new)
         self.db = sqlite3.connect(self.path, timeout=30, isolation_level=None, check_same_thread=False)
         try:
             self.db.execute("PRAGMA busy_timeout=30000")
