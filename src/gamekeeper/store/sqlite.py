@@ -34,8 +34,9 @@ log = logging.getLogger("gamekeeper.store")
 
 # The set an object belongs to, indexed: a set's controllers list its pods on every reconcile, and without the
 # index each listing parsed every pod of the namespace, the other sets' included. A query uses the index only
-# when it spells the expression exactly so.
-OWNER_EXPR = f"""json_extract(body, '$.metadata.labels."{OWNER_GSS_KEY}"')"""
+# when it spells the expression exactly so. A body that is not JSON (a damaged row) indexes as NULL: json_extract
+# alone would raise, and then the row could be neither replaced nor deleted.
+OWNER_EXPR = f"""CASE WHEN json_valid(body) THEN json_extract(body, '$.metadata.labels."{OWNER_GSS_KEY}"') END"""
 
 SCHEMA = f"""
 CREATE TABLE IF NOT EXISTS objects (
@@ -122,6 +123,9 @@ class SqliteState:
                 integrity.quick_check(self.db, self.path)
             self.db.execute("PRAGMA journal_mode=WAL")
             self.db.execute("PRAGMA synchronous=NORMAL")
+            old_index = self.db.execute("SELECT sql FROM sqlite_master WHERE name = 'objects_owner'").fetchone()
+            if old_index is not None and "json_valid" not in old_index[0]:
+                self.db.execute("DROP INDEX objects_owner")  # made by an earlier gk; made again below
             self.db.executescript(SCHEMA)
             if unstamped:
                 integrity.stamp(self.db)
