@@ -7,6 +7,7 @@ import contextlib
 import json
 import logging
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -24,6 +25,7 @@ from gamekeeper.api.loading import InvalidObject, LoadedObject, load_documents, 
 from gamekeeper.cli import printing
 from gamekeeper.cli.describe import describe_gs, describe_gss
 from gamekeeper.cli.rollout import rollout_app
+from gamekeeper.cli.state import state_app
 from gamekeeper.core.ordinals import reserve_id_problems
 from gamekeeper.embedded.fleet import (
     ControllerAlreadyRunning,
@@ -35,14 +37,17 @@ from gamekeeper.embedded.fleet import (
     running_controller_pid,
     stop_controller,
     stop_game_servers,
+    stop_untracked_game_servers,
 )
 from gamekeeper.kube.cli import kube_app
 from gamekeeper.observe.notify_config import NotifyConfig, load_notify_config
 from gamekeeper.observe.server import parse_address
 from gamekeeper.ports.runtime import ContainerNotRunning
 from gamekeeper.ports.store import Conflict, NotFound
+from gamekeeper.runtime.adoption import find_supervisors, untracked, untracked_message
 from gamekeeper.runtime.images import ImageMap, UnknownImage, find_image_map, load_image_map
 from gamekeeper.runtime.local import LocalPaths, LocalRuntime
+from gamekeeper.store.integrity import FIX, StateDamaged
 from gamekeeper.store.sqlite import SqliteState, Waker, merge_patch
 
 app = typer.Typer(
@@ -402,7 +407,10 @@ def start_background_controller(
         if running_controller_pid(sd) is not None:
             return proc.pid
         if proc.poll() is not None:
-            raise fail(f"the controller exited at once (code {proc.returncode}); see {sd / 'controller.log'}")
+            lines = (sd / "controller.log").read_text(errors="replace").strip().splitlines()
+            last = lines[-1].removeprefix("error: ") if lines else ""
+            raise fail(f"the controller exited at once (code {proc.returncode}): {last}; see "
+                       f"{sd / 'controller.log'}")
         time.sleep(0.05)
     return proc.pid
 
@@ -413,7 +421,14 @@ def down(state_dir: StateDir = None) -> None:
     sd = resolve_state_dir(state_dir)
     if stop_controller(sd):
         print("controller stopped")
-    state = SqliteState(sd)
+    try:
+        state = SqliteState(sd)
+    except (StateDamaged, sqlite3.DatabaseError) as e:
+        # The processes are found from their pod directories; the damaged database is left as it is.
+        count = stop_untracked_game_servers(sd)
+        err.print(Text(f"warning: {e}", style="yellow"))
+        print(f"stopped the game servers of {count} pod director(ies); the state database was left as it is")
+        return
     stopped = stop_game_servers(state)
     for kind in ("ScaledObject", "Pod", "GameServer", "Workload", "GameServerSet"):
         for obj in state.list(kind):
@@ -480,6 +495,14 @@ def _render(state: SqliteState, kind: str, namespace: str | None, name: str | No
     return printing.table(printing.POD_HEADERS, [printing.pod_row(o, now) for o in items])
 
 
+def _warn_untracked(state: SqliteState) -> None:
+    """Running game servers are never invisible: those the store lost are named (runtime/adoption.py)."""
+    found = find_supervisors(state.state_dir)
+    lost = untracked(found, state.keys("Pod")) if found else []
+    if lost:
+        err.print(Text(f"warning: {untracked_message(lost)}", style="yellow"))
+
+
 @app.command()
 def get(
     resource: Annotated[str, typer.Argument(help="gs, gss, pod or so (scaledobject)")],
@@ -495,6 +518,8 @@ def get(
     state = _open(state_dir)
     ns = None if all_namespaces else namespace
     print(_render(state, kind, ns, name, output))
+    if kind in ("GameServer", "Pod"):
+        _warn_untracked(state)
     if not watch:
         return
     waker = Waker(state.watch_dir)
@@ -781,14 +806,20 @@ def demo(
 
 app.add_typer(kube_app)
 app.add_typer(rollout_app, name="rollout")
+app.add_typer(state_app, name="state")
 
 
 def main() -> None:
     logging.getLogger().setLevel(logging.WARNING)
     try:
         app()
-    except (CliError, ValidationError) as e:
+    except (CliError, ValidationError, StateDamaged) as e:
         err.print(Text(f"error: {e}", style="red"))
+        sys.exit(1)
+    except sqlite3.DatabaseError as e:
+        # A damaged page met by a query (opening reads only the first pages).
+        where = SqliteState.opened or "the state database"
+        err.print(Text(f"error: {where} is damaged ({e}). {FIX}", style="red"))
         sys.exit(1)
 
 

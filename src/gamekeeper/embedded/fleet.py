@@ -32,6 +32,7 @@ from gamekeeper.runtime.local import (
 )
 from gamekeeper.runtime.network import PodNetwork, network_dir, stop_proxy
 from gamekeeper.runtime.pidlock import PidLock
+from gamekeeper.store.integrity import pod_dirs
 from gamekeeper.store.sqlite import SqliteState, SqliteStore
 
 log = logging.getLogger("gamekeeper.embedded")
@@ -138,7 +139,12 @@ class EmbeddedController:
     async def run(self, stop: asyncio.Event | None = None) -> None:
         lock = ControllerLock(self.state_dir)
         lock.acquire()
-        state = SqliteState(self.state_dir)
+        try:
+            # Every page read once: a damaged database is refused now, with what to do, not met mid-run.
+            state = SqliteState(self.state_dir, check=True)
+        except BaseException:
+            lock.release()
+            raise
         # Started inside the lock, so two controllers racing for one state never notify twice.
         notifications = contextlib.AsyncExitStack()
         cleanup = contextlib.AsyncExitStack()
@@ -211,6 +217,17 @@ def stop_game_servers(state: SqliteState, grace: float = 10.0) -> list[str]:
         shutil.rmtree(root, ignore_errors=True)
     stop_proxy(network_dir(state.state_dir))  # the host ports close with it
     return [p["metadata"]["name"] for p in pods]
+
+
+def stop_untracked_game_servers(state_dir: Path) -> int:
+    """`gk down` when the database cannot be read: every process working in a pod directory is killed."""
+    root = state_dir / "pods"
+    count = len(pod_dirs(state_dir))
+    if root.exists():
+        kill_processes_under(root)
+        shutil.rmtree(root, ignore_errors=True)
+    stop_proxy(network_dir(state_dir))
+    return count
 
 
 def _pid_alive(pid: int) -> bool:

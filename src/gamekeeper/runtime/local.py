@@ -46,6 +46,7 @@ from gamekeeper.control.queue import Slices
 from gamekeeper.core.network import pod_ip
 from gamekeeper.ports.runtime import ContainerNotRunning, ExecResult
 from gamekeeper.ports.store import Conflict, NotFound, Obj, Store
+from gamekeeper.runtime.adoption import FoundContainer, find_supervisors, still_running, untracked, untracked_message
 from gamekeeper.runtime.images import ImageMap, UnknownImage
 from gamekeeper.runtime.network import RETRY_SECONDS, PodNetwork
 from gamekeeper.runtime.spawn import ProbeSpawner, default_spawner
@@ -356,6 +357,9 @@ class LocalKubelet:
         self._queue: asyncio.Queue[tuple[str, str]] = asyncio.Queue()
         self._queued: set[tuple[str, str]] = set()
         self._tasks: set[asyncio.Task[Any]] = set()
+        # Container supervisors found running at start, by (namespace, pod, container): a pod record whose status
+        # does not name them (the store lost it) claims them by name instead of starting a second game server.
+        self._found: dict[tuple[str, str, str], FoundContainer] = {}
 
     # -- driving ------------------------------------------------------------------------------------------
 
@@ -378,6 +382,7 @@ class LocalKubelet:
                     await self.network.start(await self.store.list("Pod"))
                 except Exception:
                     log.exception("reading the network allocations back failed")
+            await self._find_running()
             await self.resync()
             slices = Slices()  # a resync brings every pod here at once: share the loop as the work queues do
             while True:
@@ -397,6 +402,45 @@ class LocalKubelet:
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def _find_running(self) -> None:
+        """Find every container supervisor under the pods directory; report those the store has no pod for."""
+        self._found = find_supervisors(self.paths.state_dir)
+        pods = await self.store.list("Pod")
+        lost = untracked(self._found, ((p["metadata"]["namespace"], p["metadata"]["name"]) for p in pods))
+        if not lost:
+            return
+        log.warning("%s", untracked_message(lost))
+        for f in lost:
+            involved = {"kind": "Pod", "metadata": {"namespace": f.namespace, "name": f.pod, "uid": ""}}
+            with contextlib.suppress(Exception):  # the report must not keep the kubelet from starting
+                await self.store.record_event(
+                    involved, "Warning", "UntrackedGameServer",
+                    f"container {f.container} is running (pid {f.pid}) but the state database has no pod "
+                    f"{f.pod}: re-apply its GameServerSet to re-adopt it by name, or gk down to stop it",
+                )
+
+    def _claim_found(self, pod: Obj, state: _Pod) -> None:
+        """Containers of this pod found running although its record does not say so: adopted, never doubled."""
+        meta = pod["metadata"]
+        for spec in pod["spec"]["containers"]:
+            found = self._found.pop((meta["namespace"], meta["name"], spec["name"]), None)
+            c = state.containers.get(spec["name"])
+            if found is None or (c is not None and c.cid and alive(c.cid)) or not still_running(found):
+                continue
+            if c is None:
+                c = state.containers[spec["name"]] = _Container(spec["name"])
+            record = self._read_spec_record(pod, c.name)
+            if record is not None:
+                c.spec_hash, c.image = record.get("hash"), record.get("image")
+            else:
+                c.spec_hash, c.image = container_spec_hash(spec), spec.get("image")
+            c.cid, c.terminated = found.container_id, None
+            c.started_at = c.started_at or format_time(self.clock())
+            c.started_mono = asyncio.get_running_loop().time()
+            self._watch_exit(c)
+            log.warning("re-adopted container %s of %s/%s (%s): it was running although the pod record did not "
+                        "say so (the store had lost it)", c.name, meta["namespace"], meta["name"], c.cid)
 
     def _spawn(self, coro: Coroutine[Any, Any, None], name: str) -> asyncio.Task[None]:
         task = asyncio.get_running_loop().create_task(coro, name=name)
@@ -557,6 +601,8 @@ class LocalKubelet:
             else:
                 c.terminated = (cs.get("state") or {}).get("terminated")
             state.containers[c.name] = c
+        if self._found:
+            self._claim_found(pod, state)
         return state
 
     def _start(self, pod: Obj, spec: Mapping[str, Any], c: _Container) -> None:
