@@ -128,25 +128,16 @@ def decode_yaml_bytes(data: bytes, source: str) -> str:
                              "save the file as UTF-8"]) from None
 
 
-def _structure_problem(text: str) -> str | None:
+def _structure_problem(roots: list[yaml.Node]) -> str | None:
     """Nesting deeper than NESTING_MAX, recursive aliases, or aliases that expand past EXPANDED_NODES_MAX.
 
-    Checked on the event stream and the node graph, before anything is constructed: PyYAML's composer recurses,
-    and a billion-laughs file constructs shared lists cheaply but every later walk expands them.
+    Checked on the composed node graph, before anything is constructed: a billion-laughs file constructs
+    shared lists cheaply, but every later walk (validation, JSON) expands them.
     """
-    depth = 0
-    for event in yaml.parse(text, Loader=_Yaml12Loader):
-        if isinstance(event, yaml.CollectionStartEvent):
-            depth += 1
-            if depth > NESTING_MAX:
-                line = event.start_mark.line + 1 if event.start_mark else "?"
-                return f"nested deeper than {NESTING_MAX} levels at line {line}"
-        elif isinstance(event, yaml.CollectionEndEvent):
-            depth -= 1
-    for number, root in enumerate(yaml.compose_all(text, Loader=_Yaml12Loader), 1):
-        sizes: dict[int, int] = {}
+    for number, root in enumerate(roots, 1):
+        sizes: dict[int, tuple[int, int]] = {}  # id -> (expanded nodes, depth)
         on_path: set[int] = set()
-        stack: list[tuple[yaml.Node, bool]] = [(root, False)] if root is not None else []
+        stack: list[tuple[yaml.Node, bool]] = [(root, False)]
         while stack:
             node, done = stack.pop()
             children: list[yaml.Node] = []
@@ -156,15 +147,17 @@ def _structure_problem(text: str) -> str | None:
                 children = [n for pair in node.value for n in pair]
             if done:
                 on_path.discard(id(node))
-                sizes[id(node)] = 1 + sum(sizes[id(c)] for c in children)
-                if sizes[id(node)] > EXPANDED_NODES_MAX:
+                size = 1 + sum(sizes[id(c)][0] for c in children)
+                depth = 1 + max((sizes[id(c)][1] for c in children), default=0)
+                sizes[id(node)] = (size, depth)
+                if depth > NESTING_MAX:
+                    return f"nested deeper than {NESTING_MAX} levels at line {node.start_mark.line + 1}"
+                if size > EXPANDED_NODES_MAX:
                     return (f"document {number}: aliases expand to more than {EXPANDED_NODES_MAX} values (an alias "
                             "bomb?); write the values out")
                 continue
             if id(node) in sizes:
                 continue
-            if id(node) in on_path:
-                return f"document {number}: an alias refers to its own anchor (line {node.start_mark.line + 1})"
             on_path.add(id(node))
             stack.append((node, True))
             for child in children:
@@ -176,13 +169,32 @@ def _structure_problem(text: str) -> str | None:
     return None
 
 
+def _too_deep_line(text: str) -> int | str:
+    """Where the nesting passes NESTING_MAX, from the event stream (the parser keeps a stack, it does not recurse)."""
+    depth = 0
+    for event in yaml.parse(text, Loader=_Yaml12Loader):
+        if isinstance(event, yaml.CollectionStartEvent):
+            depth += 1
+            if depth > NESTING_MAX:
+                return event.start_mark.line + 1 if event.start_mark else "?"
+        elif isinstance(event, yaml.CollectionEndEvent):
+            depth -= 1
+    return "?"
+
+
 def parse_yaml_documents(text: str, source: str) -> list[Any]:
     """All non-empty documents of a YAML stream; a syntax error names the line and column."""
+    loader = _Yaml12Loader(text)
     try:
-        problem = _structure_problem(text)
+        roots: list[yaml.Node] = []
+        while loader.check_node():
+            root = loader.get_node()
+            if root is not None:
+                roots.append(root)
+        problem = _structure_problem(roots)
         if problem:
             raise InvalidObject([f"{source}: {problem}"])
-        docs = list(yaml.load_all(text, Loader=_Yaml12Loader))
+        docs = [loader.construct_document(root) for root in roots]
     except InvalidObject:
         raise
     except yaml.MarkedYAMLError as err:
@@ -192,10 +204,14 @@ def parse_yaml_documents(text: str, source: str) -> list[Any]:
     except yaml.YAMLError as err:
         raise InvalidObject([f"{source}: invalid YAML: {err}"]) from None
     except RecursionError:
-        raise InvalidObject([f"{source}: nested too deeply"]) from None
+        # PyYAML's composer recurses once or twice per level; far past NESTING_MAX, the stack runs out first.
+        raise InvalidObject([f"{source}: nested deeper than {NESTING_MAX} levels at line {_too_deep_line(text)}"]) \
+            from None
     except ValueError as err:
-        # PyYAML's constructors raise plain ValueError, e.g. for an integer of more than 4300 digits.
+        # PyYAML's constructors raise plain ValueError for what they cannot read; say so in one line.
         raise InvalidObject([f"{source}: invalid value: {str(err)[:120]}"]) from None
+    finally:
+        loader.dispose()
     return [d for d in docs if d is not None]
 
 
@@ -232,15 +248,13 @@ def _path(loc: Iterable[int | str]) -> str:
 
 def _show(value: Any) -> str:
     if isinstance(value, str):
-        return json.dumps(value)
+        return json.dumps(value) if len(value) <= 60 else json.dumps(value[:60]) + f"… ({len(value)} characters)"
     if isinstance(value, bool):
         return "true" if value else "false"
     if value is None:
         return "null"
     if isinstance(value, int) and abs(value) > 10**18:
         return f"an integer of {value.bit_length()} bits"
-    if isinstance(value, str) and len(value) > 60:
-        return json.dumps(value[:60]) + "…"
     if isinstance(value, dict):
         return "a mapping"
     if isinstance(value, list):
@@ -313,6 +327,8 @@ def format_validation_error(prefix: str, error: ValidationError) -> list[str]:
             kinds = " or ".join(w.removeprefix("expected ").rsplit(", got ", 1)[0] for w in expected)
             whats = [f"expected {kinds}, got {got}"] + [w for w in whats if not w.startswith("expected ")]
         for what in whats:
+            # Messages may quote what the user wrote; a 10 MB value must not make a 10 MB line.
+            what = what if len(what) <= 300 else what[:300] + "…"
             lines.append(f"{prefix}{where}: {what}" if where else f"{prefix}{what}")
     return lines
 
@@ -361,7 +377,10 @@ def validate_object(doc: Any, source: str = "") -> LoadedObject:
     size = len(json.dumps(body))
     refused = object_problems(str(kind), body) + semantic_problems(str(kind), body)
     if size > OBJECT_BYTES_MAX:
-        refused.append(f"the object is {size} bytes as JSON; the API server stores at most {OBJECT_BYTES_MAX}")
+        where, biggest = max(((w, len(json.dumps(v))) for w, v in walk(body) if isinstance(v, str)),
+                             key=lambda item: item[1], default=("?", 0))
+        refused.append(f"{where}: the object is {size} bytes as JSON (this field {biggest}); the API server stores "
+                       f"at most {OBJECT_BYTES_MAX}")
     if refused:
         raise InvalidObject([prefix + p for p in refused])
     return LoadedObject(

@@ -375,12 +375,12 @@ class GameServerSetSpec(Model):
         seen: set[str] = set()
         for sq in self.service_qualities or []:
             if sq.name in seen:
-                raise ValueError(f"serviceQualities: duplicate name {sq.name!r}")
+                raise ValueError(f"serviceQualities: duplicate name {sq.name[:63]!r}")
             seen.add(sq.name)
             if sq.container_name is not None and sq.container_name not in names:
                 raise ValueError(
-                    f"serviceQualities[{sq.name}].containerName: {sq.container_name!r} is not a container "
-                    f"of gameServerTemplate (containers: {', '.join(names)})"
+                    f"serviceQualities[{sq.name[:63]}].containerName: {sq.container_name[:63]!r} is not a container "
+                    f"of gameServerTemplate (containers: {', '.join(n[:63] for n in names)})"
                 )
         return self
 

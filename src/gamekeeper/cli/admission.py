@@ -27,6 +27,8 @@ PATCH_EXAMPLE = '\'{"spec":{"opsState":"Allocated"}}\''
 # Metadata a user may change with a patch; the rest is the system's (name, uid, resourceVersion, ...).
 PATCHABLE_METADATA = ("labels", "annotations", "finalizers")
 POD_SPEC_MUTABLE = ("activeDeadlineSeconds", "tolerations")
+# A registry host, a path and a tag or digest; longer is not a reference (and would make a very long error).
+IMAGE_REFERENCE_MAX = 512
 
 
 def image_problems(obj: LoadedObject, images: ImageMap) -> list[str]:
@@ -34,8 +36,13 @@ def image_problems(obj: LoadedObject, images: ImageMap) -> list[str]:
     if obj.kind != "GameServerSet":
         return problems
     for i, c in enumerate(obj.body["spec"]["gameServerTemplate"]["spec"]["containers"]):
+        reference = c.get("image") or ""
+        if len(reference) > IMAGE_REFERENCE_MAX:
+            problems.append(f"{obj.source}: spec.gameServerTemplate.spec.containers[{i}].image: {len(reference)} "
+                            f"characters; an image reference has at most {IMAGE_REFERENCE_MAX}")
+            continue
         try:
-            images.resolve(c.get("image") or "")
+            images.resolve(reference)
         except UnknownImage as e:
             problems.append(f"{obj.source}: spec.gameServerTemplate.spec.containers[{i}].image: {e}")
     return problems
@@ -133,6 +140,9 @@ def _pod_problems(current: dict[str, Any], merged: dict[str, Any], images: Image
             image = c.get("image")
             if not isinstance(image, str) or not image:
                 problems.append(f"spec.{group}[{i}].image: expected a non-empty string")
+            elif len(image) > IMAGE_REFERENCE_MAX:
+                problems.append(f"spec.{group}[{i}].image: {len(image)} characters; an image reference has at most "
+                                f"{IMAGE_REFERENCE_MAX}")
             elif images is not None and image != old_spec[group][i].get("image"):
                 try:
                     images.resolve(image)
