@@ -128,6 +128,8 @@ def mutate(rng: random.Random, doc: dict[str, Any], times: int = 1) -> dict[str,
     out = copy.deepcopy(doc)
     for _ in range(times):
         paths = [p for p in _paths(out) if p]
+        if not paths:
+            break
         path = rng.choice(paths)
         choice = rng.random()
         if choice < 0.6:

@@ -29,7 +29,7 @@ from gamekeeper.api.kube_rules import (
     object_problems,
     walk,
 )
-from gamekeeper.api.models import KIND_MODELS, KNOWN_OPS_STATES, Model
+from gamekeeper.api.models import KIND_MODELS, KNOWN_OPS_STATES, REAPPLY_QUALITIES_KEY, Model
 
 
 class InvalidObject(ValueError):
@@ -407,7 +407,50 @@ def semantic_warnings(kind: str, body: dict[str, Any]) -> list[str]:
                     f"spec.serviceQualities[{i}].serviceQualityAction[{j}].opsState: {_show(ops)} is a custom "
                     f"opsState (known: {', '.join(KNOWN_OPS_STATES)}); it ranks like None on scale-in"
                 )
+    out.extend(quality_conflicts(body))
     out.extend(network_checks(body["spec"])[1])
+    return out
+
+
+_WRITTEN_FIELDS = (("opsState", "spec.opsState"), ("deletionPriority", "spec.deletionPriority"),
+                   ("updatePriority", "spec.updatePriority"), ("networkDisabled", "spec.networkDisabled"),
+                   ("containers", "spec.containers"))
+
+
+def quality_conflicts(body: dict[str, Any]) -> list[str]:
+    """Qualities of one set whose actions write the same GameServer field: valid upstream, but order-dependent.
+
+    Actions are edge-triggered, so the quality whose result changed last wins, and a short stall seen by one
+    quality and not the other can leave its value behind. Reported with both field paths and the rule.
+    """
+    writers: dict[str, dict[int, str]] = {}
+    for i, sq in enumerate(body["spec"].get("serviceQualities") or []):
+        for j, action in enumerate(sq.get("serviceQualityAction") or []):
+            where = f"spec.serviceQualities[{i}].serviceQualityAction[{j}]"
+            for key, target in _WRITTEN_FIELDS:
+                if action.get(key) is not None:
+                    writers.setdefault(target, {}).setdefault(i, f"{where}.{key}")
+            for group in ("labels", "annotations"):
+                for name in action.get(group) or {}:
+                    writers.setdefault(f"metadata.{group}[{name}]", {}).setdefault(i, f"{where}.{group}[{name}]")
+    names = [sq.get("name") for sq in body["spec"].get("serviceQualities") or []]
+    reapply = (body["metadata"].get("annotations") or {}).get(REAPPLY_QUALITIES_KEY) == "true"
+    out: list[str] = []
+    for target, by_quality in writers.items():
+        if len(by_quality) < 2:
+            continue
+        order = sorted(by_quality)
+        who = " and ".join(repr(names[i]) for i in order)
+        paths = ", ".join(by_quality[i] for i in order)
+        if reapply:
+            rule = (f"with {REAPPLY_QUALITIES_KEY}: \"true\" every sync re-applies the actions matching each "
+                    f"quality's current result in list order, so {names[order[-1]]!r} wins while its action matches")
+        else:
+            rule = ("actions run only when a quality's result changes, so the quality whose result changed last "
+                    "wins and a value can outlive its cause (e.g. Maintaining after both recover); to decide on the "
+                    f"current results of all of them, annotate the set {REAPPLY_QUALITIES_KEY}: \"true\" (see "
+                    "docs/semantics.md, Conflicting qualities)")
+        out.append(f"{paths}: qualities {who} both write the GameServer's {target}; {rule}")
     return out
 
 

@@ -35,6 +35,8 @@ WORKLOAD_HASH_KEY = "game.kruise.io/asts-hash"
 LIFECYCLE_STATE_KEY = "lifecycle.apps.kruise.io/state"
 SQ_CONDITION_PREFIX = "game.kruise.io/"
 GS_SYNC_PREFIX = "gs-sync/"
+# Gamekeeper's own opt-in (docs/semantics.md, "Conflicting qualities"): level-triggered quality actions.
+REAPPLY_QUALITIES_KEY = "gamekeeper.io/reapply-qualities"
 
 IntOrString = int | str
 PortNumber = Annotated[int, Field(ge=1, le=65535)]
