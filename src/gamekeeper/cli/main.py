@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import signal
 import sqlite3
@@ -21,12 +20,11 @@ from rich.console import Console
 from rich.live import Live
 from rich.text import Text
 
-from gamekeeper.api.loading import InvalidObject, LoadedObject, load_documents, validate_object
-from gamekeeper.cli import printing
+from gamekeeper.api.loading import InvalidObject, LoadedObject, decode_yaml_bytes, load_documents
+from gamekeeper.cli import admission, printing
 from gamekeeper.cli.describe import describe_gs, describe_gss
 from gamekeeper.cli.rollout import rollout_app
 from gamekeeper.cli.state import state_app
-from gamekeeper.core.ordinals import reserve_id_problems
 from gamekeeper.embedded.fleet import (
     ControllerAlreadyRunning,
     EmbeddedController,
@@ -45,10 +43,10 @@ from gamekeeper.observe.server import parse_address
 from gamekeeper.ports.runtime import ContainerNotRunning
 from gamekeeper.ports.store import Conflict, NotFound
 from gamekeeper.runtime.adoption import find_supervisors, untracked, untracked_message
-from gamekeeper.runtime.images import ImageMap, UnknownImage, find_image_map, load_image_map
+from gamekeeper.runtime.images import ImageMap, find_image_map, load_image_map
 from gamekeeper.runtime.local import LocalPaths, LocalRuntime
 from gamekeeper.store.integrity import FIX, StateDamaged
-from gamekeeper.store.sqlite import SqliteState, Waker, merge_patch
+from gamekeeper.store.sqlite import SqliteState, Waker
 
 app = typer.Typer(
     name="gk",
@@ -146,26 +144,6 @@ def _images(state_dir: Path, explicit: Path | None, near: list[Path], required: 
 # --- apply ---------------------------------------------------------------------------------------------------
 
 
-def _check_images(obj: LoadedObject, images: ImageMap) -> list[str]:
-    problems: list[str] = []
-    if obj.kind != "GameServerSet":
-        return problems
-    for i, c in enumerate(obj.body["spec"]["gameServerTemplate"]["spec"]["containers"]):
-        try:
-            images.resolve(c.get("image") or "")
-        except UnknownImage as e:
-            problems.append(f"{obj.source}: spec.gameServerTemplate.spec.containers[{i}].image: {e}")
-    return problems
-
-
-def _check_semantics(obj: LoadedObject) -> list[str]:
-    problems = []
-    if obj.kind == "GameServerSet":
-        for line in reserve_id_problems(obj.body["spec"].get("reserveGameServerIds")):
-            problems.append(f"{obj.source}: spec.reserveGameServerIds{line}")
-    return problems
-
-
 def apply_objects(state: SqliteState, objects: list[LoadedObject]) -> list[str]:
     """Create or update each object (compare-and-swap, retried on conflict); returns kubectl-style lines."""
     lines = []
@@ -203,20 +181,19 @@ def _load_files(files: list[Path], state_dir: Path, images_opt: Path | None) -> 
     objects: list[LoadedObject] = []
     for file in files:
         try:
-            text = sys.stdin.read() if str(file) == "-" else file.read_text()
+            data = sys.stdin.buffer.read() if str(file) == "-" else file.read_bytes()
         except OSError as e:
             problems.append(f"{file}: cannot read: {e.strerror}")
             continue
         try:
-            objects.extend(load_documents(text, str(file)))
+            objects.extend(load_documents(decode_yaml_bytes(data, str(file)), str(file)))
         except InvalidObject as e:
             problems.extend(e.problems)
     if not problems:
         needs_images = any(o.kind == "GameServerSet" for o in objects)
         images = _images(state_dir, images_opt, [f for f in files if str(f) != "-"], required=needs_images)
         for obj in objects:
-            problems.extend(_check_images(obj, images))
-            problems.extend(_check_semantics(obj))
+            problems.extend(admission.admit(obj, images))
     if problems:
         for line in problems:
             err.print(Text(f"error: {line}", style="red"))
@@ -664,27 +641,22 @@ def patch(
     if type_ != "merge":
         raise fail(f'--type {type_} is not supported; use --type merge (a JSON merge patch, RFC 7386)')
     try:
-        body = json.loads(patch_text)
-    except json.JSONDecodeError as e:
-        raise fail(f"--patch: invalid JSON at line {e.lineno}, column {e.colno}: {e.msg}") from None
-    if not isinstance(body, dict):
-        raise fail("--patch: expected a JSON object, e.g. '{\"spec\":{\"opsState\":\"Allocated\"}}'")
-    state = _open(state_dir)
+        body = admission.parse_patch(patch_text)
+    except InvalidObject as e:
+        raise fail(e.problems[0]) from None
+    sd = resolve_state_dir(state_dir)
+    state = SqliteState(sd)
+    images = _images(sd, None, [], required=False) if kind != "GameServer" else None
     for _ in range(20):
         current = state.get(kind, namespace, name)
         if current is None:
             raise fail(f'{RESOURCE[kind]} "{name}" not found')
-        merged = merge_patch(current, body)
-        if kind in ("GameServer", "GameServerSet", "ScaledObject"):
-            check = {k: v for k, v in merged.items() if k != "status"}
-            check["metadata"] = {k: v for k, v in merged["metadata"].items()
-                                 if k in ("name", "namespace", "labels", "annotations")}
-            try:
-                validate_object(check, "patch")
-            except InvalidObject as e:
-                for line in e.problems:
-                    err.print(Text(f"error: {line.removeprefix('patch: ')}", style="red"))
-                raise fail("nothing was patched") from None
+        try:
+            admission.admit_patch(kind, current, body, images)
+        except InvalidObject as e:
+            for line in e.problems:
+                err.print(Text(f"error: {line}", style="red"))
+            raise fail("nothing was patched") from None
         try:
             result = state.patch(kind, namespace, name, body, resource_version=current["metadata"]["resourceVersion"])
         except Conflict:

@@ -204,6 +204,7 @@ def pod_to_gs(
     qualities: Sequence[ServiceQuality],
     template_meta: Mapping[str, Any] | None,
     now: datetime,
+    reapply: bool = False,
 ) -> GameServerSync:
     """Upstream SyncPodToGs: service-quality actions into the GameServer, pod state into its status."""
     spec = gs.get("spec") or {}
@@ -215,7 +216,8 @@ def pod_to_gs(
     pod_labels = (pod.get("metadata") or {}).get("labels") or {}
 
     outcome = sync_service_qualities(
-        qualities, pod_status.get("conditions") or [], spec, status.get("serviceQualitiesConditions"), now
+        qualities, pod_status.get("conditions") or [], spec, status.get("serviceQualitiesConditions"), now,
+        reapply=reapply,
     )
     spec_patch = {k: v for k, v in outcome.spec.items() if spec.get(k) != v}
     new_labels = {**labels, **outcome.labels}

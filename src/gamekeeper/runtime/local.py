@@ -278,7 +278,7 @@ class LocalRuntime:
         if status is None or "running" not in (status.get("state") or {}):
             raise ContainerNotRunning(f'container {spec["name"]} of {pod["metadata"]["name"]} is not running')
         workdir = self.paths.workdir(pod, spec["name"])
-        cwd = workdir / spec["workingDir"].lstrip("/") if spec.get("workingDir") else workdir
+        cwd = container_cwd(workdir, spec.get("workingDir"))
         return cwd, container_environment(pod, spec, self.images)
 
     async def exec(
@@ -299,6 +299,17 @@ class LocalRestarter:
         key = RESTART_ANNOTATION_PREFIX + container
         await self.store.patch("Pod", meta["namespace"], meta["name"], {"metadata": {"annotations": {key: token}}})
         return f"asked the local kubelet to restart container {container} ({key}={token})"
+def container_cwd(workdir: Path, working_dir: str | None) -> Path:
+    """A container's workingDir, inside its working directory; OSError (RunContainerError) if it would leave it.
+
+    Admission refuses '..' already; this holds for a pod that did not pass it and for a symlink in the image.
+    """
+    if not working_dir:
+        return workdir
+    cwd = workdir / working_dir.lstrip("/")
+    if not cwd.resolve().is_relative_to(workdir.resolve()):
+        raise OSError(f"workingDir {working_dir!r} leaves the container's directory")
+    return cwd
 
 
 @dataclass
@@ -622,7 +633,7 @@ class LocalKubelet:
         if not workdir.exists():
             workdir.parent.mkdir(parents=True, exist_ok=True)
             shutil.copytree(image.directory, workdir, symlinks=True)
-        cwd = workdir / spec["workingDir"].lstrip("/") if spec.get("workingDir") else workdir
+        cwd = container_cwd(workdir, spec.get("workingDir"))
         cwd.mkdir(parents=True, exist_ok=True)
         exit_file = self.paths.exit_file(pod, c.name)
         with contextlib.suppress(FileNotFoundError):
