@@ -32,6 +32,7 @@ from gamekeeper.embedded.fleet import (
     remember_images,
     resolve_host_ports,
     resolve_state_dir,
+    running_api_url,
     running_controller_pid,
     stop_controller,
     stop_game_servers,
@@ -94,6 +95,23 @@ NotifyFile = Annotated[
     Path | None,
     typer.Option("--notify", help="Send events to the sinks in this YAML file (webhook, Slack, DingTalk); "
                  "see docs/notifications.md.", show_default=False),
+]
+ApiAddr = Annotated[
+    str | None,
+    typer.Option("--api-addr", metavar="HOST:PORT", show_default=False,
+                 help="Serve the ops API and the web dashboard on HOST:PORT (a bare PORT is loopback; port 0 picks "
+                 "one); see docs/dashboard.md."),
+]
+ApiTokenFile = Annotated[
+    Path | None,
+    typer.Option("--api-token-file", show_default=False,
+                 help="Bearer token for API writes (first line of FILE; default: $GAMEKEEPER_API_TOKEN). Without "
+                 "one the API is read-only; a non-loopback --api-addr needs one."),
+]
+Dashboard = Annotated[
+    bool,
+    typer.Option("--dashboard", help="Serve the web dashboard (on --api-addr, default 127.0.0.1:8080) and print "
+                 "its URL."),
 ]
 Images = Annotated[
     Path | None,
@@ -245,9 +263,30 @@ def _load_notify(path: Path | None) -> NotifyConfig | None:
     return config
 
 
+def _api_options(api_addr: str | None, token_file: Path | None, dashboard: bool) -> tuple[str | None, str | None]:
+    """The API address (None: off) and token, checked before anything starts."""
+    from gamekeeper.observe.api_auth import check_api_options, load_token
+
+    if dashboard and api_addr is None:
+        api_addr = "127.0.0.1:8080"
+    if api_addr is None:
+        return None, None
+    try:
+        token = load_token(token_file)
+        check_api_options(api_addr, token)
+    except ValueError as e:
+        raise fail(str(e)) from None
+    return api_addr, token
+
+
+def _print_dashboard_url(url: str) -> None:
+    err.print(f"dashboard: {url}", highlight=False)
+
+
 def _run_controller(
     sd: Path, images: ImageMap, live: bool, metrics_addr: str | None = None, notify: NotifyConfig | None = None,
     host_port_range: str | None = None, host_port_address: str | None = None,
+    api_addr: str | None = None, api_token: str | None = None,
 ) -> None:
     if metrics_addr:
         try:
@@ -256,7 +295,8 @@ def _run_controller(
             raise fail(f"--metrics-addr: {e}") from None
     try:
         controller = EmbeddedController(sd, images, metrics_addr=metrics_addr, notify=notify,
-                                        host_port_range=host_port_range, host_port_address=host_port_address)
+                                        host_port_range=host_port_range, host_port_address=host_port_address,
+                                        api_addr=api_addr, api_token=api_token, on_api_url=_print_dashboard_url)
     except ValueError as e:
         raise fail(str(e)) from None
 
@@ -314,14 +354,19 @@ def serve(
     notify: NotifyFile = None,
     host_port_range: HostPortRange = None,
     host_port_address: HostPortAddress = None,
+    api_addr: ApiAddr = None,
+    api_token_file: ApiTokenFile = None,
+    dashboard: Dashboard = False,
 ) -> None:
     """Run the controller in the foreground (no table). Game servers survive its exit."""
     sd = resolve_state_dir(state_dir)
+    api, token = _api_options(api_addr, api_token_file, dashboard)
     image_map = _images(sd, images, [], required=True)
     notify_config = _load_notify(notify)
     _setup_logging(log_level, log_format)
     _run_controller(sd, image_map, live=False, metrics_addr=metrics_addr, notify=notify_config,
-                    host_port_range=host_port_range, host_port_address=host_port_address)
+                    host_port_range=host_port_range, host_port_address=host_port_address, api_addr=api,
+                    api_token=token)
 
 
 @app.command()
@@ -334,9 +379,13 @@ def up(
     notify: NotifyFile = None,
     host_port_range: HostPortRange = None,
     host_port_address: HostPortAddress = None,
+    api_addr: ApiAddr = None,
+    api_token_file: ApiTokenFile = None,
+    dashboard: Dashboard = False,
 ) -> None:
     """Apply FILES, then run the controller with a live table (Ctrl-C stops the controller only)."""
     sd = resolve_state_dir(state_dir)
+    api, token = _api_options(api_addr, api_token_file, dashboard)
     try:
         resolve_host_ports(host_port_range, host_port_address)  # before anything is applied
     except ValueError as e:
@@ -353,20 +402,30 @@ def up(
         return
     if detach:
         pid = start_background_controller(sd, image_map, metrics_addr, notify.resolve() if notify else None,
-                                          host_port_range, host_port_address)
+                                          host_port_range, host_port_address, api,
+                                          api_token_file.resolve() if api_token_file else None)
         print(f"controller started in the background (pid {pid}); logs: {sd / 'controller.log'}")
+        if api is not None:
+            url = _wait_api_url(sd)
+            print(f"dashboard: {url}" if url else f"the API did not start; see {sd / 'controller.log'}")
         return
     _setup_logging("warning", "text", open(sd / "controller.log", "a"))  # noqa: SIM115 - lives as long as the process
     _run_controller(sd, image_map, live=True, metrics_addr=metrics_addr, notify=notify_config,
-                    host_port_range=host_port_range, host_port_address=host_port_address)
+                    host_port_range=host_port_range, host_port_address=host_port_address, api_addr=api,
+                    api_token=token)
 
 
 def start_background_controller(
     sd: Path, image_map: ImageMap, metrics_addr: str | None = None, notify: Path | None = None,
     host_port_range: str | None = None, host_port_address: str | None = None,
+    api_addr: str | None = None, api_token_file: Path | None = None,
 ) -> int:
     log_file = open(sd / "controller.log", "ab")  # noqa: SIM115 - handed to the child
     cmd = [sys.executable, "-m", "gamekeeper", "serve", "--state-dir", str(sd)]
+    if api_addr:
+        cmd += ["--api-addr", api_addr]  # a token from $GAMEKEEPER_API_TOKEN reaches the child by inheritance
+    if api_token_file is not None:
+        cmd += ["--api-token-file", str(api_token_file)]
     if metrics_addr:
         cmd += ["--metrics-addr", metrics_addr]
     if host_port_range:
@@ -390,6 +449,47 @@ def start_background_controller(
                        f"{sd / 'controller.log'}")
         time.sleep(0.05)
     return proc.pid
+
+
+def _wait_api_url(sd: Path, timeout: float = 15.0) -> str | None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        url = running_api_url(sd)
+        if url:
+            return url
+        time.sleep(0.05)
+    return None
+
+
+@app.command()
+def dashboard(
+    state_dir: StateDir = None,
+    images: Images = None,
+    api_addr: ApiAddr = None,
+    api_token_file: ApiTokenFile = None,
+    open_browser: Annotated[bool, typer.Option("--open/--no-open", help="Open it in a web browser.")] = False,
+) -> None:
+    """Print (or open) the web dashboard's URL; starts a controller serving it if none is running."""
+    sd = resolve_state_dir(state_dir)
+    url = running_api_url(sd)
+    if url is None:
+        if running_controller_pid(sd) is not None:
+            raise fail(f"the controller running for {sd} (pid {running_controller_pid(sd)}) serves no dashboard; "
+                       "restart it with --dashboard (gk down stops everything; or stop `gk serve` and run "
+                       "`gk serve --dashboard`)")
+        api, _ = _api_options(api_addr or "127.0.0.1:0", api_token_file, True)
+        image_map = _images(sd, images, [], required=True)
+        pid = start_background_controller(sd, image_map, api_addr=api,
+                                          api_token_file=api_token_file.resolve() if api_token_file else None)
+        print(f"controller started in the background (pid {pid}); logs: {sd / 'controller.log'}")
+        url = _wait_api_url(sd)
+        if url is None:
+            raise fail(f"the dashboard did not come up; see {sd / 'controller.log'}")
+    print(url)
+    if open_browser:
+        import webbrowser
+
+        webbrowser.open(url)
 
 
 @app.command()
