@@ -399,14 +399,3 @@ def step_finished(
     _history_update(out, **changes)
     return out
 
-
-def recovering(record: Mapping[str, Any] | None) -> str:
-    """The RECOVERY column of `gk get gs -o wide`."""
-    if not record or (record.get("phase") or "Idle") == "Idle":
-        return "-"
-    phase = str(record.get("phase"))
-    if phase == "Blocked":
-        return f"Blocked({record.get('blockedBy')})"
-    if phase in IN_FLIGHT_PHASES:
-        return f"{phase} {record.get('attempt')}:{record.get('kind')}"
-    return phase
