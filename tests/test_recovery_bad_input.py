@@ -86,3 +86,8 @@ def test_good_recovery_spec_and_plain_okg_yaml_apply(fleet: Fleet) -> None:
     plain = json.loads(fleet.gk("get", "gss", "demo-gs", "-o", "json").stdout)
     assert "recoveryPolicy" not in plain["spec"]
     assert all("recovery" not in a for a in plain["spec"]["serviceQualities"][0]["serviceQualityAction"])
+
+
+def test_demo_names_the_recovery_scenario(fleet: Fleet) -> None:
+    proc = fleet.gk("demo", "nope", check=False)
+    assert proc.returncode == 2 and "use idle, healthy or recovery" in proc.stderr
