@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 import yaml
 
+from gamekeeper.api.loading import InvalidObject, load_documents
 from tests.fleet import EXAMPLES, Fleet
 
 BASE: dict[str, Any] = yaml.safe_load((EXAMPLES / "demo-gs-recovery.yaml").read_text())
@@ -63,15 +64,29 @@ def stored_sets(fleet: Fleet) -> list[str]:
     return [o["metadata"]["name"] for o in data["items"]]
 
 
-@pytest.mark.parametrize(("mutate", "expected"), [pytest.param(m, e, id=i) for i, m, e in CASES])
-def test_bad_recovery_spec_is_refused(fleet: Fleet, mutate: Callable[[dict[str, Any]], None], expected: str) -> None:
+def _bad(mutate: Callable[[dict[str, Any]], None]) -> dict[str, Any]:
     doc = copy.deepcopy(BASE)
     mutate(doc)
+    return doc
+
+
+@pytest.mark.parametrize(("mutate", "expected"), [pytest.param(m, e, id=i) for i, m, e in CASES])
+def test_bad_recovery_spec_names_the_field(mutate: Callable[[dict[str, Any]], None], expected: str) -> None:
+    with pytest.raises(InvalidObject) as err:
+        load_documents(yaml.safe_dump(_bad(mutate), sort_keys=False), "bad.yaml")
+    assert [p for p in err.value.problems if expected in p], err.value.problems
+    assert len(err.value.problems) == 1, err.value.problems
+
+
+def test_gk_apply_refuses_every_bad_recovery_spec_and_writes_nothing(fleet: Fleet) -> None:
+    """All the cases above in one file: `gk apply` names each problem by document and field, applies nothing."""
     path = fleet.tmp / "bad.yaml"
-    path.write_text(yaml.safe_dump(doc, sort_keys=False))
+    path.write_text(yaml.safe_dump_all([BASE] + [_bad(m) for _, m, _ in CASES], sort_keys=False))
     proc = fleet.gk("apply", "-f", str(path), check=False)
     assert proc.returncode != 0
-    assert expected in proc.stderr, proc.stderr
+    for i, (_, _, expected) in enumerate(CASES):
+        assert f"(document {i + 2}): {expected}" in proc.stderr, proc.stderr
+    assert "(document 1)" not in proc.stderr  # the good one is fine, and not applied either
     assert "nothing was applied" in proc.stderr
     assert stored_sets(fleet) == []
 
@@ -86,3 +101,8 @@ def test_good_recovery_spec_and_plain_okg_yaml_apply(fleet: Fleet) -> None:
     plain = json.loads(fleet.gk("get", "gss", "demo-gs", "-o", "json").stdout)
     assert "recoveryPolicy" not in plain["spec"]
     assert all("recovery" not in a for a in plain["spec"]["serviceQualities"][0]["serviceQualityAction"])
+
+
+def test_demo_names_the_recovery_scenario(fleet: Fleet) -> None:
+    proc = fleet.gk("demo", "nope", check=False)
+    assert proc.returncode == 2 and "use idle, healthy or recovery" in proc.stderr

@@ -242,7 +242,11 @@ def decide(inp: RecoveryInput) -> Decision:
         step = step_for(trigger.recovery, attempt - 1)
         if matched is False:
             return _succeed(record, trigger, now)
-        deadline = parse_time(record.get("finishedAt")) + timedelta(seconds=success_within(trigger, step))
+        judged_from = parse_time(record.get("finishedAt"))
+        if record.get("outcome") == "Interrupted" and step.kind == "exec":
+            # The command of a controller that died may still be running (in its own session) until its timeout.
+            judged_from = max(judged_from, parse_time(record.get("startedAt")) + timedelta(seconds=step_timeout(step)))
+        deadline = judged_from + timedelta(seconds=success_within(trigger, step))
         if record.get("outcome") != "Failed" and now < deadline:
             return Decision("wait", wake_at=deadline, reason="waiting for the probe to judge the step")
         outcome = "Failed" if record.get("outcome") == "Failed" else "NotRepaired"
@@ -399,14 +403,3 @@ def step_finished(
     _history_update(out, **changes)
     return out
 
-
-def recovering(record: Mapping[str, Any] | None) -> str:
-    """The RECOVERY column of `gk get gs -o wide`."""
-    if not record or (record.get("phase") or "Idle") == "Idle":
-        return "-"
-    phase = str(record.get("phase"))
-    if phase == "Blocked":
-        return f"Blocked({record.get('blockedBy')})"
-    if phase in IN_FLIGHT_PHASES:
-        return f"{phase} {record.get('attempt')}:{record.get('kind')}"
-    return phase

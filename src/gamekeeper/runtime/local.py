@@ -20,6 +20,8 @@
   (a fresh copy of the image, as a new container gets a fresh filesystem); a new command or environment keeps
   the directory. `containerStatuses[].image` is the image the container really runs, so a controller can tell
   when an update has been carried out.
+- Restart in place (a recovery's restartContainer): a new value of the pod annotation
+  `recovery.gamekeeper.io/restart-<container>` restarts that one container the same way, once.
 """
 
 from __future__ import annotations
@@ -599,6 +601,7 @@ class LocalKubelet:
                 # Started by a version that kept no record: take it to run what the pod says, so that upgrading
                 # the controller restarts nothing; a later change is then noticed as usual.
                 c.spec_hash, c.image = container_spec_hash(specs[c.name]), cs.get("image")
+                c.restart_token = (meta.get("annotations") or {}).get(RESTART_ANNOTATION_PREFIX + c.name)
             if running and alive(cs.get("containerID")):
                 c.cid = cs["containerID"]
                 c.started_at = running.get("startedAt")
