@@ -191,3 +191,20 @@ def test_wait_to_be_deleted_removal_takes_turns_with_min_available(state: Sqlite
     fleet(state, ["Allocated", "WaitToBeDeleted", "WaitToBeDeleted", "Allocated"])  # the new one was taken
     second = asyncio.run(poll(scaler, state))
     assert (second.branch, second.replicas) == ("waitToBeDeleted", 2)
+
+
+def test_metrics_read_the_last_decisions(state: SqliteState) -> None:
+    from prometheus_client import CollectorRegistry, generate_latest
+
+    from gamekeeper.observe.autoscale_metrics import AutoscaleCollector
+
+    fleet(state, ["None", "WaitToBeDeleted", "WaitToBeDeleted"])
+    state.create(scaled_object())
+    scaler = Autoscaler(SqliteStore(state), Clock())
+    asyncio.run(poll(scaler, state))
+    registry = CollectorRegistry()
+    registry.register(AutoscaleCollector(lambda: scaler))
+    text = generate_latest(registry).decode()
+    labels = 'namespace="default",scaledObject="minecraft"'
+    assert f'gamekeeper_autoscaler_desired_replicas{{gssName="minecraft",{labels}}} 1.0' in text
+    assert f'gamekeeper_autoscaler_scalings_total{{direction="down",{labels}}} 1.0' in text

@@ -94,6 +94,8 @@ class Autoscaler:
         self._tracked: dict[tuple[str, str], _Tracked] = {}
         self._wake = asyncio.Event()
         self.last: dict[tuple[str, str], Outcome] = {}
+        # (namespace, name, up|down) -> scalings written, for the metrics.
+        self.scalings: dict[tuple[str, str, str], int] = {}
 
     def on_change(self, change: Change) -> None:
         if change.kind == KIND:
@@ -198,6 +200,9 @@ class Autoscaler:
         except (NotFound, Conflict) as e:
             log.warning("scale failed: %s", e, extra={"scaledobject": outcome.name})
             return
+        direction = "up" if outcome.replicas > (outcome.replicas_before or 0) else "down"
+        key = (outcome.namespace, outcome.name, direction)
+        self.scalings[key] = self.scalings.get(key, 0) + 1
         c = outcome.counts
         inputs = (f" (total {c.total}, None {c.none}, WaitToBeDeleted {c.wait_to_be_deleted}, scaler desired "
                   f"{outcome.scaler_desired})") if c else ""
