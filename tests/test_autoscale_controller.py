@@ -191,3 +191,52 @@ def test_wait_to_be_deleted_removal_takes_turns_with_min_available(state: Sqlite
     fleet(state, ["Allocated", "WaitToBeDeleted", "WaitToBeDeleted", "Allocated"])  # the new one was taken
     second = asyncio.run(poll(scaler, state))
     assert (second.branch, second.replicas) == ("waitToBeDeleted", 2)
+
+
+def test_metrics_read_the_last_decisions(state: SqliteState) -> None:
+    from prometheus_client import CollectorRegistry, generate_latest
+
+    from gamekeeper.observe.autoscale_metrics import AutoscaleCollector
+
+    fleet(state, ["None", "WaitToBeDeleted", "WaitToBeDeleted"])
+    state.create(scaled_object())
+    scaler = Autoscaler(SqliteStore(state), Clock())
+    asyncio.run(poll(scaler, state))
+    registry = CollectorRegistry()
+    registry.register(AutoscaleCollector(lambda: scaler))
+    text = generate_latest(registry).decode()
+    labels = 'namespace="default",scaledObject="minecraft"'
+    assert f'gamekeeper_autoscaler_desired_replicas{{gssName="minecraft",{labels}}} 1.0' in text
+    assert f'gamekeeper_autoscaler_scalings_total{{direction="down",{labels}}} 1.0' in text
+
+
+def test_a_new_spec_is_polled_at_once_but_a_status_write_is_not(state: SqliteState) -> None:
+    fleet(state, ["None", "None", "None"])
+    state.create(scaled_object(pollingInterval=300))
+    store = SqliteStore(state)
+    scaler = Autoscaler(store, lambda: datetime.now(UTC))
+    polls: list[int] = []
+    original = scaler.poll
+
+    async def counting(so: dict[str, Any]) -> Any:
+        polls.append(1)
+        return await original(so)
+
+    scaler.poll = counting  # type: ignore[method-assign]
+
+    async def main() -> None:
+        task = asyncio.create_task(scaler.run())
+        try:
+            for _ in range(40):
+                await asyncio.sleep(0.05)
+            assert len(polls) == 1  # its own status write woke it, but did not poll again
+            state.patch("ScaledObject", NS, "minecraft", {"spec": {"maxReplicaCount": 2}})
+            for _ in range(100):
+                if replicas(state) == 2:
+                    break
+                await asyncio.sleep(0.05)
+        finally:
+            task.cancel()
+
+    asyncio.run(main())
+    assert replicas(state) == 2 and len(polls) == 2  # current 3 above maxReplicaCount 2

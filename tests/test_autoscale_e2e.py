@@ -12,13 +12,11 @@ from tests.fleet import EXAMPLES, Fleet, ops, seed_yaml, state
 pytestmark = pytest.mark.slow
 
 
-def scaled_object(name: str, **metadata: str) -> dict[str, object]:
+def scaled_object() -> dict[str, object]:
+    # The example's 10 s scale-down window also covers the seconds before alice's join is probed: the fast
+    # probes below (first after 3 s) may see minecraft-1 idle once.
     doc = yaml.safe_load((EXAMPLES / "minecraft-scaledobject.yaml").read_text())
-    doc["metadata"]["name"] = doc["spec"]["scaleTargetRef"]["name"] = name
     doc["spec"]["pollingInterval"] = 1
-    doc["spec"]["advanced"]["horizontalPodAutoscalerConfig"]["behavior"]["scaleDown"][
-        "stabilizationWindowSeconds"] = 2
-    doc["spec"]["triggers"][0]["metadata"].update(metadata)
     return dict(doc)
 
 
@@ -30,7 +28,7 @@ def scale_events(fleet: Fleet, name: str) -> list[str]:
 def test_idle_servers_leave_by_themselves_and_the_busy_one_stays(fleet: Fleet) -> None:
     fleet.start()
     gss = seed_yaml("minecraft.yaml")
-    fleet.apply_yaml(yaml.safe_dump(gss) + "---\n" + yaml.safe_dump(scaled_object("minecraft")))
+    fleet.apply_yaml(yaml.safe_dump(gss) + "---\n" + yaml.safe_dump(scaled_object()))
     first = fleet.wait_gs("minecraft-1 Ready", lambda gs: state(gs.get("minecraft-1", {})) == "Ready")
     uid = first["minecraft-1"]["metadata"]["uid"]
     assert fleet.gk("exec", "minecraft-1", "--", "./player.sh", "join", "alice").returncode == 0
@@ -40,7 +38,8 @@ def test_idle_servers_leave_by_themselves_and_the_busy_one_stays(fleet: Fleet) -
     so = json.loads(fleet.gk("get", "so", "minecraft", "-o", "json").stdout)
     assert so["status"]["desiredReplicas"] == 1 and so["status"]["lastScaleTime"]
     decisions = [line for line in fleet.log().splitlines() if "autoscale decision" in line]
-    assert any("total=3" in d and "none=1" in d and "waitToBeDeleted=2" in d and "desired=1" in d for d in decisions)
+    assert any("total=3" in d and "none=1" in d and "waitToBeDeleted=2" in d and "desired=1" in d for d in decisions), (
+        decisions[-5:])
 
 
 def test_min_available_keeps_a_free_server_and_max_available_caps_them(fleet: Fleet) -> None:

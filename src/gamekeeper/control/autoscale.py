@@ -30,7 +30,7 @@ from gamekeeper.api.scaledobject import (
 from gamekeeper.api.times import format_time
 from gamekeeper.core.autoscale import FleetCounts, ScalerError, count_pods, desired_replicas, is_active
 from gamekeeper.core.hpa import HpaState, KedaSpec, behavior_from_spec, keda_desired
-from gamekeeper.ports.store import Change, Conflict, NotFound, Obj, Store, StoreError
+from gamekeeper.ports.store import Change, Conflict, NotFound, Obj, Store, StoreError, spec_version
 
 log = logging.getLogger("gamekeeper.autoscale")
 
@@ -40,6 +40,7 @@ KIND = "ScaledObject"
 @dataclass
 class _Tracked:
     uid: str
+    spec: object = None  # the spec version last polled: a new spec is polled at once
     next_poll: float = 0.0
     last_active: float = 0.0
     last_set: int | None = None  # the replicas this autoscaler last wrote
@@ -94,12 +95,11 @@ class Autoscaler:
         self._tracked: dict[tuple[str, str], _Tracked] = {}
         self._wake = asyncio.Event()
         self.last: dict[tuple[str, str], Outcome] = {}
+        # (namespace, name, up|down) -> scalings written, for the metrics.
+        self.scalings: dict[tuple[str, str, str], int] = {}
 
     def on_change(self, change: Change) -> None:
         if change.kind == KIND:
-            tracked = self._tracked.get((change.namespace, change.name))
-            if tracked is not None:
-                tracked.next_poll = 0.0  # a new spec takes effect now, as KEDA re-reads it
             self._wake.set()
 
     async def run(self) -> None:
@@ -118,6 +118,10 @@ class Autoscaler:
                 tracked = self._tracked.get(key)
                 if tracked is None or tracked.uid != so["metadata"].get("uid", ""):
                     tracked = self._tracked[key] = _Tracked(uid=so["metadata"].get("uid", ""), last_active=now)
+                # A new spec takes effect now, as KEDA re-reads it; a status write (ours) does not re-poll.
+                if tracked.spec != spec_version(so):
+                    tracked.spec = spec_version(so)
+                    tracked.next_poll = now
                 if tracked.next_poll <= now:
                     interval = so["spec"].get("pollingInterval", DEFAULT_POLLING_INTERVAL)
                     tracked.next_poll = now + interval
@@ -198,6 +202,9 @@ class Autoscaler:
         except (NotFound, Conflict) as e:
             log.warning("scale failed: %s", e, extra={"scaledobject": outcome.name})
             return
+        direction = "up" if outcome.replicas > (outcome.replicas_before or 0) else "down"
+        key = (outcome.namespace, outcome.name, direction)
+        self.scalings[key] = self.scalings.get(key, 0) + 1
         c = outcome.counts
         inputs = (f" (total {c.total}, None {c.none}, WaitToBeDeleted {c.wait_to_be_deleted}, scaler desired "
                   f"{outcome.scaler_desired})") if c else ""

@@ -10,6 +10,7 @@ from datetime import datetime
 from typing import Any
 
 from gamekeeper.control.manager import ControllerManager
+from gamekeeper.observe.autoscale_metrics import AutoscaleCollector
 from gamekeeper.observe.metrics import FleetMetrics, ProbeStatsCollector, RecoveryStatsCollector
 from gamekeeper.observe.server import Health, ObservabilityServer
 from gamekeeper.ports.store import Change, Store
@@ -28,6 +29,7 @@ class Observability:
         self.metrics.registry.register(ProbeStatsCollector(self._stats, self._queues))
         self.metrics.registry.register(RecoveryStatsCollector(
             lambda: self._manager.recovery.stats if self._manager else None))
+        self.metrics.registry.register(AutoscaleCollector(lambda: self._manager.autoscaler if self._manager else None))
 
     def _stats(self) -> Any:
         return self._manager.prober.stats if self._manager else None
