@@ -53,7 +53,7 @@ from gamekeeper.ports.runtime import ContainerNotRunning, ExecResult
 from gamekeeper.ports.store import Conflict, NotFound, Obj, Store
 from gamekeeper.runtime.images import ImageMap, UnknownImage
 from gamekeeper.runtime.network import RETRY_SECONDS, PodNetwork
-from gamekeeper.runtime.spawn import ProbeSpawner, default_spawner
+from gamekeeper.runtime.spawn import PROBE_MARK, Leftovers, ProbeSpawner, default_spawner
 
 log = logging.getLogger("gamekeeper.kubelet")
 
@@ -231,35 +231,64 @@ def entrypoint(container: Mapping[str, Any], images: ImageMap, env: Mapping[str,
     return argv
 
 
+# kubelet's cap on what an exec probe's output it keeps (pkg/probe/exec: maxReadLength).
+PROBE_OUTPUT_LIMIT = 10 * 1024
+
+
+async def _read_capped(stream: asyncio.StreamReader | None, limit: int) -> bytes:
+    """Read to the end, keeping at most `limit` bytes: the rest is read and dropped, never held."""
+    kept = bytearray()
+    while stream is not None:
+        chunk = await stream.read(65536)
+        if not chunk:
+            break
+        if len(kept) < limit:
+            kept += chunk[: limit - len(kept)]
+    return bytes(kept)
+
+
 async def run_with_timeout(
-    argv: Sequence[str], cwd: Path, env: Mapping[str, str], timeout: float
+    argv: Sequence[str], cwd: Path, env: Mapping[str, str], timeout: float, limit: int = PROBE_OUTPUT_LIMIT,
+    leftovers: Leftovers | None = None,
 ) -> ExecResult:
-    """Run a command in its own session; at the timeout kill its whole process group (no zombies left)."""
-    proc = await asyncio.create_subprocess_exec(
-        *argv,
-        cwd=str(cwd),
-        env=dict(env),
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        start_new_session=True,
-    )
+    """Run a command in its own session; at the timeout kill its whole process group (no zombies left).
+
+    stdout and stderr are each kept up to `limit` bytes. With `leftovers`, the command is marked as a probe run
+    and whatever it leaves outside its group (a `setsid` child) is killed once it has ended.
+    """
+    token = leftovers.begin() if leftovers is not None else None
     try:
-        stdout, stderr = await asyncio.wait_for(proc.communicate(), timeout)
-    except TimeoutError:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGKILL)
-        with contextlib.suppress(Exception):
-            await asyncio.wait_for(proc.wait(), 5)
-        return ExecResult(-1, b"", f"command timed out after {timeout:g}s".encode(), timed_out=True)
-    finally:
-        if proc.returncode is None:
+        proc = await asyncio.create_subprocess_exec(
+            *argv,
+            cwd=str(cwd),
+            env={**env, PROBE_MARK: token} if token is not None else dict(env),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            start_new_session=True,
+        )
+        try:
+            stdout, stderr, _ = await asyncio.wait_for(
+                asyncio.gather(_read_capped(proc.stdout, limit), _read_capped(proc.stderr, limit), proc.wait()),
+                timeout,
+            )
+        except TimeoutError:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(proc.pid, signal.SIGKILL)
-    # A probe's stray background children would otherwise outlive it.
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(proc.pid, signal.SIGKILL)
-    return ExecResult(proc.returncode if proc.returncode is not None else -1, stdout, stderr)
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(proc.wait(), 5)
+            return ExecResult(-1, b"", f"command timed out after {timeout:g}s".encode(), timed_out=True)
+        finally:
+            if proc.returncode is None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, signal.SIGKILL)
+        # A probe's stray background children would otherwise outlive it.
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        return ExecResult(proc.returncode if proc.returncode is not None else -1, stdout, stderr)
+    finally:
+        if leftovers is not None and token is not None:
+            leftovers.end(token)
 
 
 class LocalRuntime:
@@ -272,11 +301,13 @@ class LocalRuntime:
         # memory files, exits on one epoll (runtime/spawn.py, docs/performance.md). None where the platform
         # lacks pidfd/memfd/epoll; `exec` (asyncio subprocesses) then serves the probes too.
         self.probe_spawner: ProbeSpawner | None = default_spawner() if spawner else None
+        self.leftovers = Leftovers()  # of the probes `exec` runs
 
     def close(self) -> None:
         """Kill the probes still running and release the spawner's descriptors."""
         if self.probe_spawner is not None:
             self.probe_spawner.close()
+        self.leftovers.close()
 
     def exec_context(self, pod: Mapping[str, Any], container: str | None) -> tuple[Path, dict[str, str]]:
         spec = pod_container(pod, container)
@@ -294,7 +325,7 @@ class LocalRuntime:
         self, pod: dict[str, Any], container: str, command: Sequence[str], timeout: float
     ) -> ExecResult:
         cwd, env = self.exec_context(pod, container or None)
-        return await run_with_timeout(command, cwd, env, timeout)
+        return await run_with_timeout(command, cwd, env, timeout, leftovers=self.leftovers)
 
 
 @dataclass
