@@ -109,7 +109,8 @@ def _arena(name: str, reapply: bool) -> dict[str, Any]:
     # of a few seconds is seen by health alone (the case OKG #43 complained about).
     idle = _quality("idle", IDLE["serviceQualityAction"], failureThreshold=10,
                     exec={"command": ["sh", "-c", "test ! -e stalled && cat state"]})
-    health = _quality("health", HEALTH["serviceQualityAction"], exec={"command": ["sh", "-c", "test ! -e stalled"]})
+    health = _quality("health", HEALTH["serviceQualityAction"], failureThreshold=1,
+                      exec={"command": ["sh", "-c", "test ! -e stalled"]})
     annotations = {"gamekeeper.io/reapply-qualities": "true"} if reapply else {}
     return {"apiVersion": "game.kruise.io/v1alpha1", "kind": "GameServerSet",
             "metadata": {"name": name, "namespace": "default", "annotations": annotations},
