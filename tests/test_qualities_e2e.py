@@ -85,7 +85,8 @@ def test_rendered_values_are_validated_and_one_warning_is_raised() -> None:
 
 
 def test_apply_warns_about_qualities_that_write_one_field() -> None:
-    doc = {"apiVersion": "game.kruise.io/v1alpha1", "kind": "GameServerSet",
+    doc: dict[str, Any] = {
+           "apiVersion": "game.kruise.io/v1alpha1", "kind": "GameServerSet",
            "metadata": {"name": "arena", "annotations": {}},
            "spec": {"replicas": 1, "gameServerTemplate": {"spec": {"containers": [{"name": "main", "image": "x"}]}},
                     "serviceQualities": [IDLE, HEALTH, _quality("tag", [{"state": True, "labels": {"k": "v"}}])]}}
