@@ -280,6 +280,7 @@ JUNK_POD_PATCHES = [
 ]
 
 
+@pytest.mark.slow
 def test_junk_pod_patches_that_pass_admission_leave_no_traceback(fleet: Any) -> None:
     doc = seed_yaml("minecraft.yaml")
     doc["spec"]["replicas"] = 1

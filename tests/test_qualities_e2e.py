@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import pytest
 import yaml
 
 from gamekeeper.api.loading import load_documents
@@ -124,6 +125,7 @@ def _workdir(fleet: Fleet, pod: str) -> Path:
     return fleet.state_dir / "pods" / "default" / pod / "main"
 
 
+@pytest.mark.slow
 def test_health_and_idle_end_none_after_a_short_stall_when_reapplied(fleet: Fleet) -> None:
     images = custom_images(fleet, {"arena:1": {"command": ["sleep", "100000"]}})
     (images.parent / "images" / "arena_1" / "state").write_text("active\n")
@@ -152,6 +154,7 @@ def test_health_and_idle_end_none_after_a_short_stall_when_reapplied(fleet: Flee
     assert idle["status"] == "True" and idle["result"] == "active"  # idle never reported the stall
 
 
+@pytest.mark.slow
 def test_a_junk_probe_result_keeps_label_and_ops_state_valid_with_one_warning(fleet: Fleet) -> None:
     custom_images(fleet, {"junk:1": {"command": ["sleep", "100000"]}})
     # 578 bytes with control characters (the attack's probe), printed on every run.
