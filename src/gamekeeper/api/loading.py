@@ -25,6 +25,7 @@ from gamekeeper.api.kube_rules import (
     OBJECT_BYTES_MAX,
     depth_of,
     dns1123_label,
+    join_key,
     nul_problems,
     object_problems,
     walk,
@@ -242,7 +243,7 @@ def _path(loc: Iterable[int | str]) -> str:
         if isinstance(part, int):
             out += f"[{part}]"
         else:
-            out += ("." if out else "") + part
+            out = join_key(out, part)
     return out
 
 
