@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import time
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +19,7 @@ from gamekeeper.api.kube_rules import label_value, qualified_name, relative_dir_
 from gamekeeper.cli.main import app
 from gamekeeper.runtime.local import container_cwd
 from gamekeeper.store.sqlite import SqliteState
-from tests.fleet import EXAMPLES, IMAGES
+from tests.fleet import EXAMPLES, IMAGES, seed_yaml, state
 
 SEED = (EXAMPLES / "minecraft.yaml").read_text()
 GOOD_IMAGE = "registry.cn-hangzhou.aliyuncs.com/gs-demo/gameserver:idle"
@@ -259,3 +260,39 @@ def test_the_kubelet_keeps_a_working_dir_inside_the_container(tmp_path: Path) ->
     for escaping in ("../../../../", "/../x", "out/y"):
         with pytest.raises(OSError, match="leaves the container's directory"):
             container_cwd(workdir, escaping)
+
+
+# --- junk that passes admission must not break the controller -------------------------------------------------
+
+JUNK_POD_PATCHES = [
+    {"metadata": {"labels": {"game.kruise.io/gs-opsState": "Weird", "game.kruise.io/gs-state": "x",
+                             "game.kruise.io/gs-delete-priority": "nan", "game.kruise.io/gs-update-priority": "minus",
+                             "lifecycle.apps.kruise.io/state": "Nope", "game.kruise.io/owner-gss": "nobody",
+                             "game.kruise.io/network-disabled": "maybe"}}},
+    {"metadata": {"annotations": {"game.kruise.io/network-status": "{not json", "game.kruise.io/network-conf": "[1]",
+                                  "game.kruise.io/network-type": "", "gamekeeper.io/inplace-update-state":
+                                  '{"lastContainerIDs": 5}', "game.kruise.io/gs-updating-containers": "[",
+                                  "game.kruise.io/gsTemplate-metadata-hash": "x" * 300}}},
+    {"metadata": {"annotations": {"game.kruise.io/network-status": '{"currentNetworkState": 5, '
+                                  '"externalAddresses": "x", "internalAddresses": [1]}',
+                                  "gamekeeper.io/inplace-update-state": '{"lastContainerIDs": {"minecraft": 5}}'}}},
+    {"metadata": {"labels": {"game.kruise.io/gs-opsState": None, "game.kruise.io/owner-gss": None}}},
+]
+
+
+@pytest.mark.slow
+def test_junk_pod_patches_that_pass_admission_leave_no_traceback(fleet: Any) -> None:
+    doc = seed_yaml("minecraft.yaml")
+    doc["spec"]["replicas"] = 1
+    fleet.start()
+    fleet.apply_yaml(doc)
+    fleet.wait_gs("minecraft-0", lambda gs: "minecraft-0" in gs and state(gs["minecraft-0"]) == "Ready", 60)
+    for body in JUNK_POD_PATCHES:
+        fleet.gk("patch", "pod", "minecraft-0", "-p", json.dumps(body))
+        time.sleep(1)
+    # The controller reconciles the junk away (or ignores it) and keeps serving.
+    fleet.wait_gs("minecraft-0 Ready again", lambda gs: state(gs["minecraft-0"]) == "Ready", 30)
+    fleet.gk("scale", "gss", "minecraft", "--replicas", "2")
+    fleet.wait_gs("minecraft-1", lambda gs: "minecraft-1" in gs and state(gs["minecraft-1"]) == "Ready", 60)
+    assert fleet.controller is not None and fleet.controller.poll() is None
+    assert "Traceback" not in fleet.log(), fleet.log()[-3000:]

@@ -19,7 +19,9 @@ def main() -> int:
     seed = args.seed if args.seed is not None else random.randrange(2**32)
     print(f"fuzzing gk apply / gk patch: seed {seed}, {args.count} documents", flush=True)
     with tempfile.TemporaryDirectory(prefix="gk-fuzz-") as tmp:
-        figures = fuzz(seed, args.count, Path(tmp) / "state")
+        figures = fuzz(seed, args.count, Path(tmp) / "state",
+                       progress=lambda f: print(f"  {f.documents} documents, {f.failed} failed, {f.seconds:.0f} s",
+                                                flush=True))
     for failure in figures.failures[:30]:
         print("FAIL", failure)
     print(figures.summary())

@@ -13,12 +13,14 @@ import sqlite3
 import time
 import traceback
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from unittest import mock
 
 import typer
+import typer.main
 import typer.testing
 import yaml
 from typer.testing import CliRunner
@@ -71,7 +73,7 @@ class Harness:
     def __init__(self, state_dir: Path) -> None:
         self.state_dir = state_dir
         self.runner = CliRunner()
-        self.command = typer.testing._get_command(app)
+        self.command = typer.main.get_command(app)
         self.file = state_dir.parent / "fuzz-input.yaml"
         state_dir.mkdir(parents=True, exist_ok=True)
         self._seed_objects()
@@ -183,11 +185,14 @@ class Harness:
                                     f"{(unclear or [result.output[-300:]])[0][:300]!r}")
 
 
-def fuzz(seed: int, count: int, state_dir: Path) -> Figures:
+def fuzz(seed: int, count: int, state_dir: Path, progress: Callable[[Figures], None] | None = None) -> Figures:
     figures = Figures(seed=seed)
     harness = Harness(state_dir)
     started = time.monotonic()
     for case in cases(seed, count):
         harness.run(case, figures)
+        if progress is not None and figures.documents % 1000 == 0:
+            figures.seconds = time.monotonic() - started
+            progress(figures)
     figures.seconds = time.monotonic() - started
     return figures

@@ -169,6 +169,16 @@ def relative_dir_escapes(path: str) -> bool:
     return False
 
 
+def join_key(path: str, key: object) -> str:
+    """A field path one key deeper: `spec.replicas`, but `labels[game.kruise.io/x]` for keys a dot cannot show."""
+    text = str(key)
+    if text == "":
+        return f'{path}[""]'
+    if any(ch in text for ch in "./ []"):
+        return f"{path}[{text}]"
+    return f"{path}.{text}" if path else text
+
+
 def walk(value: Any, path: str = "") -> Iterator[tuple[str, Any]]:
     """(field path, value) of every node, iteratively (a hostile document may be deep)."""
     stack: list[tuple[str, Any]] = [(path, value)]
@@ -177,7 +187,7 @@ def walk(value: Any, path: str = "") -> Iterator[tuple[str, Any]]:
         yield where, node
         if isinstance(node, dict):
             for key, child in node.items():
-                stack.append((f"{where}.{key}" if where else str(key), child))
+                stack.append((join_key(where, key), child))
         elif isinstance(node, list):
             for i, child in enumerate(node):
                 stack.append((f"{where}[{i}]", child))

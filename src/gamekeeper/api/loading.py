@@ -25,6 +25,7 @@ from gamekeeper.api.kube_rules import (
     OBJECT_BYTES_MAX,
     depth_of,
     dns1123_label,
+    join_key,
     nul_problems,
     object_problems,
     walk,
@@ -175,13 +176,16 @@ def _structure_problem(roots: list[yaml.Node]) -> str | None:
 def _too_deep_line(text: str) -> int | str:
     """Where the nesting passes NESTING_MAX, from the event stream (the parser keeps a stack, it does not recurse)."""
     depth = 0
-    for event in yaml.parse(text, Loader=_Yaml12Loader):
-        if isinstance(event, yaml.CollectionStartEvent):
-            depth += 1
-            if depth > NESTING_MAX:
-                return event.start_mark.line + 1 if event.start_mark else "?"
-        elif isinstance(event, yaml.CollectionEndEvent):
-            depth -= 1
+    try:
+        for event in yaml.parse(text, Loader=_Yaml12Loader):
+            if isinstance(event, yaml.CollectionStartEvent):
+                depth += 1
+                if depth > NESTING_MAX:
+                    return event.start_mark.line + 1 if event.start_mark else "?"
+            elif isinstance(event, yaml.CollectionEndEvent):
+                depth -= 1
+    except yaml.YAMLError:
+        pass
     return "?"
 
 
@@ -245,7 +249,7 @@ def _path(loc: Iterable[int | str]) -> str:
         if isinstance(part, int):
             out += f"[{part}]"
         else:
-            out += ("." if out else "") + part
+            out = join_key(out, part)
     return out
 
 

@@ -746,7 +746,9 @@ def patch(
         raise fail(e.problems[0]) from None
     sd = resolve_state_dir(state_dir)
     state = SqliteState(sd)
-    images = _images(sd, None, [], required=False) if kind != "GameServer" else None
+    # The image map apply used (remembered in the state directory); without one there is nothing to check against.
+    found = _images(sd, None, [], required=False) if kind != "GameServer" else None
+    images = found if found is not None and found.source is not None else None
     for _ in range(20):
         current = state.get(kind, namespace, name)
         if current is None:

@@ -185,7 +185,26 @@ def read_network_status(pod: Mapping[str, Any]) -> dict[str, Any] | None:
         data = json.loads(text)
     except ValueError:
         return None
-    return data if isinstance(data, dict) else None
+    return data if _well_formed_status(data) else None
+
+
+def _well_formed_status(data: Any) -> bool:
+    """Shaped as the kubelet writes it; anyone may patch a pod's annotations, and junk reads as no status."""
+    if not isinstance(data, dict):
+        return False
+    if not isinstance(data.get("currentNetworkState", ""), str):
+        return False
+    for key in ("internalAddresses", "externalAddresses"):
+        addresses = data.get(key) or []
+        if not isinstance(addresses, list):
+            return False
+        for address in addresses:
+            if not isinstance(address, dict) or not isinstance(address.get("ip", ""), str):
+                return False
+            ports = address.get("ports") or []
+            if not isinstance(ports, list) or not all(isinstance(p, dict) for p in ports):
+                return False
+    return True
 
 
 # --- pod addresses -------------------------------------------------------------------------------------------

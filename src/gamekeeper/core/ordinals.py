@@ -68,6 +68,9 @@ def reserve_id_problems(ids: Iterable[IntOrString] | None) -> list[str]:
             if item < 0:
                 problems.append(f"[{i}]: {item} is negative; ids are ordinals, 0 or more")
                 continue
+        elif len(item) > 40:
+            problems.append(f"[{i}]: {item[:20]!r}… ({len(item)} characters) is not a range like \"3-7\"")
+            continue
         else:
             try:
                 start, end = parse_range(item)
