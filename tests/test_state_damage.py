@@ -379,6 +379,8 @@ def test_wal_deleted_after_sigkill_servers_are_found_again_or_named(tmp_path: Pa
         assert ids == started
         got = gk(fleet, "get", "gs")
         assert "warning" not in got.stderr and all(n in got.stdout for n in NAMES)
+        check = gk(fleet, "state", "check")  # a live fleet, its controller writing: sound
+        assert check.returncode == 0 and "running game server containers: 3" in check.stdout, check.stdout
     finally:
         fleet.stop()
     assert "Traceback" not in fleet.log()
