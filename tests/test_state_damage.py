@@ -219,6 +219,9 @@ CASES = [
     Case("pod-without-metadata", "whole",
          lambda sd: _replace_body(sd, "Pod", "arena-0", '{"kind": "Pod", "spec": {}}'), "ok",
          ("skipped Pod default/arena-0: its body has no metadata",), serve="runs", command="pod"),
+    Case("pod-metadata-without-a-name", "whole",
+         lambda sd: _replace_body(sd, "Pod", "arena-2", '{"kind": "Pod", "metadata": {"labels": {}}, "spec": {}}'),
+         "ok", ("skipped Pod default/arena-2: its body lacks kind, metadata.name",), serve="runs", command="pod"),
     Case("gameserverset-row-a-list", "whole", lambda sd: _replace_body(sd, "GameServerSet", "arena", "[1, 2]"),
          "ok", ("skipped GameServerSet default/arena: its body is [1, 2]",), serve="runs", command="gss"),
 ]
