@@ -219,6 +219,9 @@ CASES = [
     Case("pod-without-metadata", "whole",
          lambda sd: _replace_body(sd, "Pod", "arena-0", '{"kind": "Pod", "spec": {}}'), "ok",
          ("skipped Pod default/arena-0: its body has no metadata",), serve="runs", command="pod"),
+    Case("pod-metadata-without-a-name", "whole",
+         lambda sd: _replace_body(sd, "Pod", "arena-2", '{"kind": "Pod", "metadata": {"labels": {}}, "spec": {}}'),
+         "ok", ("skipped Pod default/arena-2: its body lacks kind, metadata.name",), serve="runs", command="pod"),
     Case("gameserverset-row-a-list", "whole", lambda sd: _replace_body(sd, "GameServerSet", "arena", "[1, 2]"),
          "ok", ("skipped GameServerSet default/arena: its body is [1, 2]",), serve="runs", command="gss"),
 ]
@@ -379,6 +382,101 @@ def test_wal_deleted_after_sigkill_servers_are_found_again_or_named(tmp_path: Pa
         assert ids == started
         got = gk(fleet, "get", "gs")
         assert "warning" not in got.stderr and all(n in got.stdout for n in NAMES)
+        check = gk(fleet, "state", "check")  # a live fleet, its controller writing: sound
+        assert check.returncode == 0 and "running game server containers: 3" in check.stdout, check.stdout
     finally:
         fleet.stop()
     assert "Traceback" not in fleet.log()
+
+
+# --- the format stamp, without processes --------------------------------------------------------------------
+
+
+def test_a_new_state_directory_is_stamped_and_one_without_pods_starts_afresh(tmp_path: Path) -> None:
+    from gamekeeper.store.integrity import APPLICATION_ID, STATE_FORMAT
+    from gamekeeper.store.sqlite import SqliteState
+
+    state = SqliteState(tmp_path)
+    assert state.db.execute("PRAGMA application_id").fetchone()[0] == APPLICATION_ID
+    assert state.db.execute("PRAGMA user_version").fetchone()[0] == STATE_FORMAT
+    state.close()
+    # Nothing ran here (no pod directories): a deleted database is simply made again.
+    for name in FILES:
+        (tmp_path / name).unlink(missing_ok=True)
+    (tmp_path / "pods" / "default").mkdir(parents=True)
+    SqliteState(tmp_path).close()
+
+
+def test_a_state_database_of_an_earlier_gk_is_adopted_and_stamped(tmp_path: Path) -> None:
+    from gamekeeper.store.integrity import APPLICATION_ID
+    from gamekeeper.store.sqlite import OWNER_EXPR, SqliteState
+
+    state = SqliteState(tmp_path)
+    pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {
+        "name": "a-0", "namespace": "default", "labels": {"game.kruise.io/owner-gss": "a"}}, "spec": {}}
+    state.create(pod)
+    # As an earlier gk left it: no stamp, and the set index without its guard for damaged rows.
+    state.db.execute("PRAGMA application_id = 0")
+    state.db.execute("PRAGMA user_version = 0")
+    state.db.execute("DROP INDEX objects_owner")
+    state.db.execute("CREATE INDEX objects_owner ON objects (kind, namespace, "
+                     "json_extract(body, '$.metadata.labels.\"game.kruise.io/owner-gss\"'), name)")
+    state.close()
+    again = SqliteState(tmp_path)
+    assert again.db.execute("PRAGMA application_id").fetchone()[0] == APPLICATION_ID
+    (sql,) = again.db.execute("SELECT sql FROM sqlite_master WHERE name = 'objects_owner'").fetchone()
+    assert "json_valid" in sql
+    assert [p["metadata"]["name"] for p in again.list("Pod", "default", {"game.kruise.io/owner-gss": "a"})] == ["a-0"]
+    plan = again.db.execute(f"EXPLAIN QUERY PLAN SELECT body FROM objects WHERE kind = 'Pod' AND namespace = "
+                            f"'default' AND {OWNER_EXPR} = 'a'").fetchall()
+    assert any("objects_owner" in str(row) for row in plan), plan
+
+
+def test_a_damaged_row_can_be_replaced_and_deleted_and_is_kept_in_quarantine(tmp_path: Path) -> None:
+    from gamekeeper.ports.store import NotFound
+    from gamekeeper.store.sqlite import SqliteState
+
+    state = SqliteState(tmp_path)
+    for name in ("a-0", "a-1"):
+        state.create({"apiVersion": "v1", "kind": "Pod", "metadata": {
+            "name": name, "namespace": "default", "labels": {"game.kruise.io/owner-gss": "a"}}, "spec": {}})
+    state.db.execute("UPDATE objects SET body = '<' || substr(body, 2) WHERE name = 'a-1'")
+    assert [p["metadata"]["name"] for p in state.list("Pod", "default", {"game.kruise.io/owner-gss": "a"})] == ["a-0"]
+    assert state.get("Pod", "default", "a-1") is None
+    with pytest.raises(NotFound):
+        state.patch("Pod", "default", "a-1", {"spec": {"x": 1}})
+    state.create({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "a-1", "namespace": "default"}, "spec": {}})
+    assert state.get("Pod", "default", "a-1") is not None
+    (kept,) = state.db.execute("SELECT body FROM quarantine WHERE name = 'a-1'").fetchone()
+    assert kept.startswith("<")
+    state.delete("Pod", "default", "a-1")
+    assert state.get("Pod", "default", "a-1") is None
+
+
+def test_recover_salvages_every_row_but_those_of_a_page_overwritten_with_random_bytes(tmp_path: Path) -> None:
+    from gamekeeper.store.repair import recover
+    from gamekeeper.store.sqlite import SqliteState
+
+    state = SqliteState(tmp_path)
+    for i in range(300):
+        state.create({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": f"p-{i}", "namespace": "default"},
+                      "spec": {"containers": [{"name": "main", "image": "x" * 200}]}})
+    state.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    leaves = state.db.execute("SELECT pageno, ncell FROM dbstat WHERE name = 'objects' AND pagetype = 'leaf' "
+                              "ORDER BY pageno").fetchall()
+    state.close()
+    assert len(leaves) > 3
+    page, cells = leaves[len(leaves) // 2]
+    _overwrite(tmp_path, (page - 1) * PAGE, _random(PAGE))
+    damaged = _db(tmp_path).read_bytes()
+
+    lines = recover(tmp_path)
+    assert any("unreadable" in line for line in lines), lines
+    (aside,) = tmp_path.glob("state.db.damaged-*[0-9Z]")
+    assert aside.read_bytes() == damaged
+    again = SqliteState(tmp_path, check=True)
+    names = {p["metadata"]["name"] for p in again.list("Pod")}
+    assert len(names) == 300 - cells, (len(names), cells)
+    again.create({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "after", "namespace": "default"},
+                  "spec": {}})  # the new database takes writes, its resourceVersions going on from the old ones
+    assert int(again.get("Pod", "default", "after")["metadata"]["resourceVersion"]) > 300

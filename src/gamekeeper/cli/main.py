@@ -503,7 +503,7 @@ def down(state_dir: StateDir = None) -> None:
     except (StateDamaged, sqlite3.DatabaseError) as e:
         # The processes are found from their pod directories; the damaged database is left as it is.
         count = stop_untracked_game_servers(sd)
-        err.print(Text(f"warning: {e}", style="yellow"))
+        err.print(Text(f"warning: {str(e).split('. ', 1)[0]}", style="yellow"))  # what is wrong, not the fixes
         print(f"stopped the game servers of {count} pod director(ies); the state database was left as it is")
         return
     stopped = stop_game_servers(state)

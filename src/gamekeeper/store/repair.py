@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from urllib.parse import quote
 
 from gamekeeper.store import integrity
 from gamekeeper.store.sqlite import SqliteState, _sound
@@ -34,12 +35,27 @@ class Salvage:
 
 @contextlib.contextmanager
 def _copy(db: Path, wal: Path | None = None, shm: Path | None = None) -> Iterator[sqlite3.Connection]:
-    """A private copy of the database files, opened: SQLite may write while it reads (WAL replay), never here."""
+    """A private copy of the database files, opened: SQLite may write while it reads (WAL replay), never here.
+
+    SQLite's backup gives a consistent copy even while a controller writes; a file it cannot open as a database
+    (a damaged header, a lost log) is copied byte for byte instead.
+    """
     with tempfile.TemporaryDirectory(prefix="gk-state-") as tmp:
         target = Path(tmp) / "state.db"
-        shutil.copyfile(db, target)
-        if wal is not None and wal.exists():
-            shutil.copyfile(wal, integrity.wal_path(target))
+        try:
+            source = sqlite3.connect(f"file:{quote(str(db))}?mode=ro", uri=True)
+            try:
+                copy = sqlite3.connect(target)
+                source.backup(copy)
+                copy.close()
+            finally:
+                source.close()
+        except sqlite3.DatabaseError:
+            for path in (target, integrity.wal_path(target)):
+                path.unlink(missing_ok=True)
+            shutil.copyfile(db, target)
+            if wal is not None and wal.exists():
+                shutil.copyfile(wal, integrity.wal_path(target))
         conn = sqlite3.connect(target, isolation_level=None)
         try:
             yield conn

@@ -86,8 +86,21 @@ def _now() -> str:
 
 
 def _sound(obj: Any) -> bool:
-    """Enough of an object for every reader: a mapping with a metadata mapping (the rest is each reader's own)."""
-    return type(obj) is dict and type(obj.get("metadata")) is dict
+    """Enough of an object for every reader: its kind, and metadata with a name and a namespace (the rest is each
+    reader's own to check)."""
+    if type(obj) is not dict or type(obj.get("kind")) is not str:
+        return False
+    meta = obj.get("metadata")
+    return type(meta) is dict and type(meta.get("name")) is str and type(meta.get("namespace")) is str
+
+
+def _unsound(obj: Any) -> str:
+    """What `_sound` found missing, for the warning."""
+    if type(obj) is not dict:
+        return f"its body is {json.dumps(obj)[:20]}"
+    if type(obj.get("metadata")) is not dict:
+        return "its body has no metadata"
+    return "its body lacks kind, metadata.name or metadata.namespace"
 
 
 class SqliteState:
@@ -221,7 +234,7 @@ class SqliteState:
         else:
             if _sound(obj):
                 return obj  # type: ignore[no-any-return]
-            problem = "its body has no metadata" if type(obj) is dict else f"its body is {json.dumps(obj)[:20]}"
+            problem = _unsound(obj)
         if (kind, namespace, name) not in self._warned:
             self._warned.add((kind, namespace, name))
             log.warning(
