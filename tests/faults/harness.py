@@ -369,6 +369,14 @@ class Crasher:
         self.log.append(f"{what}: SIGKILL at +{delay:.3f}s")
         return delay
 
+    def storm(self, high: float, what: str, again_high: float = 1.5) -> None:
+        """One to three crash points: a kill within `high` s of the change, then, after a restart, maybe more kills
+        while the restarted controller is still carrying the change out. Leaves the controller down."""
+        self.crash_after(0, high, what)
+        for _ in range(self.rng.choice([0, 0, 1, 2])):
+            self.restart(0.3)
+            self.crash_after(0, again_high, what + " again")
+
     def restart(self, downtime_high: float = 0.5) -> None:
         time.sleep(self.rng.uniform(0, downtime_high))
         self.fleet.start()

@@ -9,7 +9,7 @@ import pytest
 
 from tests.faults.harness import FaultConfig
 
-SHORT_ITERATIONS = 2  # crash points per scenario in the normal suite; `make faults` runs many more
+SHORT_ITERATIONS = 1  # crash points per scenario in the normal suite; `make faults` runs many more
 _KEY = pytest.StashKey[FaultConfig]()
 
 

@@ -93,10 +93,7 @@ def test_scale_in(fleet: Fleet, state: SqliteState, faults: FaultConfig) -> None
         observer = Observer(fleet.state_dir, "si", protected={n: pods[n]["metadata"]["uid"] for n in survivors})
         observer.start()
         fleet.gk("scale", "gss", "si", "--replicas", str(keep))
-        crasher.crash_after(0, 2.5, f"{tag} scale 6 -> {keep}")
-        if rng.random() < 0.3:  # a second crash soon after the restart
-            crasher.restart(0.3)
-            crasher.crash_after(0, 1.5, f"{tag} again")
+        crasher.storm(2.5, f"{i}: scale 6 -> {keep}")
         crasher.restart()
         settle(fleet, state, "si", keep, tag)
         check(observer, fleet, "si", tag)
@@ -119,7 +116,7 @@ def test_scale_out(fleet: Fleet, state: SqliteState, faults: FaultConfig) -> Non
         observer.start()
         fleet.gk("scale", "gss", "so", "--replicas", str(target))
         # The window that matters is while containers start: the first second or so.
-        crasher.crash_after(0, 1.5, f"{tag} scale 1 -> {target}")
+        crasher.storm(1.5, f"{i}: scale 1 -> {target}", 1.0)
         crasher.restart()
         settle(fleet, state, "so", target, tag)
         check(observer, fleet, "so", tag)
@@ -173,10 +170,7 @@ def test_rolling_update(fleet: Fleet, state: SqliteState, faults: FaultConfig, p
         observer = Observer(fleet.state_dir, "ru", max_unavailable=max_unavailable, replicas=replicas)
         observer.start()
         apply(fleet, doc(image, max_unavailable))
-        crasher.crash_after(0, 3.0, f"{tag} -> {image} (maxUnavailable {max_unavailable})")
-        if rng.random() < 0.3:
-            crasher.restart(0.3)
-            crasher.crash_after(0, 2.0, f"{tag} again")
+        crasher.storm(3.0, f"{i}: -> {image} (maxUnavailable {max_unavailable})", 2.0)
         crasher.restart()
         settle(fleet, state, "ru", replicas, tag, extra=updated_to(state, "ru", image))
         check(observer, fleet, "ru", tag)
@@ -202,7 +196,7 @@ def test_kill_ops_state(fleet: Fleet, state: SqliteState, faults: FaultConfig) -
         observer.start()
         for v in victims:
             fleet.gk("patch", "gs", v, "--type", "merge", "-p", '{"spec":{"opsState":"Kill"}}')
-        crasher.crash_after(0, 2.0, f"{tag} Kill {victims}")
+        crasher.storm(2.0, f"{i}: Kill {victims}")
         crasher.restart()
         settle(fleet, state, "kl", replicas - len(victims), tag)
         check(observer, fleet, "kl", tag)
@@ -226,7 +220,7 @@ def test_reserve_ids(fleet: Fleet, state: SqliteState, faults: FaultConfig) -> N
         observer.start()
         fleet.gk("patch", "gss", "rs", "--type", "merge", "-p",
                  json.dumps({"spec": {"reserveGameServerIds": reserved}}))
-        crasher.crash_after(0, 2.0, f"{tag} reserve {reserved}")
+        crasher.storm(2.0, f"{i}: reserve {reserved}")
         crasher.restart()
 
         def no_reserved(pods: dict[str, dict[str, Any]], reserved: list[int] = reserved) -> list[str]:
@@ -257,7 +251,7 @@ def test_probe_driven_ops_state(fleet: Fleet, state: SqliteState, faults: FaultC
         observer.start()
         for name, ops in wanted.items():
             (fleet.state_dir / "pods" / "default" / name / "main" / "mode").write_text(ops + "\n")
-        crasher.crash_after(0, 2.5, f"{tag} modes {wanted}")
+        crasher.storm(2.5, f"{i}: modes {wanted}")
         crasher.restart()
 
         def ops_follow(pods: dict[str, dict[str, Any]], wanted: dict[str, str] = wanted) -> list[str]:
@@ -270,33 +264,44 @@ def test_probe_driven_ops_state(fleet: Fleet, state: SqliteState, faults: FaultC
     print(f"probe: {crasher.crash_points} crash points: {crasher.log}")
 
 
-def test_game_and_supervisor_killed(fleet: Fleet, state: SqliteState, faults: FaultConfig) -> None:
-    rng, crasher = faults.rng("processes"), Crasher(fleet, faults.rng("processes/kills"))
+def kill_processes_rounds(fleet: Fleet, state: SqliteState, faults: FaultConfig, scenario: str,
+                          kinds: list[str]) -> None:
+    rng, crasher = faults.rng(scenario), Crasher(fleet, faults.rng(scenario + "/kills"))
     replicas = 3
     apply(fleet, gss_doc("pk", replicas))
-    settle(fleet, state, "pk", replicas, faults.tag("processes"))
+    settle(fleet, state, "pk", replicas, faults.tag(scenario))
     for i in range(faults.iterations):
-        tag = faults.tag("processes", i)
+        tag = faults.tag(scenario, i)
         victim = rng.choice(sorted(pods_of(state, "pk")))
-        what = rng.choice(["game", "supervisor", "both"])
+        what = rng.choice(kinds)
         controller_up = rng.random() < 0.5
         if not controller_up:
-            crasher.crash_after(0, 0.2, f"{tag} before killing the {what} of {victim}")
+            crasher.crash_after(0, 0.2, f"{i}: before killing the {what} of {victim}")
         procs = [p for p in census(fleet.state_dir) if p.pod == victim]
         game = games_by_pod(procs)[(victim, "main")][0]
         supervisor = next(p for p in procs if p.is_supervisor)
         targets = {"game": [game.pid], "supervisor": [supervisor.pid], "both": [supervisor.pid, game.pid]}[what]
         for pid in targets:
             kill_pid(pid, signal.SIGKILL)
-        crasher.log.append(f"{tag} SIGKILL {what} of {victim} (controller {'up' if controller_up else 'down'})")
+        crasher.log.append(f"{i}: SIGKILL {what} of {victim} (controller {'up' if controller_up else 'down'})")
         observer = Observer(fleet.state_dir, "pk")
         observer.start()
         if not controller_up:
             crasher.restart(1.0)
         elif rng.random() < 0.5:
-            crasher.crash_after(0, 1.0, f"{tag} after killing the {what}")
+            crasher.crash_after(0, 1.0, f"{i}: after killing the {what}")
             crasher.restart()
         settle(fleet, state, "pk", replicas, tag)
         check(observer, fleet, "pk", tag)
-    print(f"processes: {crasher.crash_points} crash points: {crasher.log}")
+    print(f"{scenario}: {crasher.crash_points} crash points: {crasher.log}")
 
+
+def test_game_process_killed(fleet: Fleet, state: SqliteState, faults: FaultConfig) -> None:
+    kill_processes_rounds(fleet, state, faults, "game-killed", ["game"])
+
+
+@pytest.mark.xfail(reason="issue 12 item 4: a killed supervisor leaves its game running and a second one is "
+                   "started; fixed in runtime/local.py on branch rel-runtime (remove this mark once merged)",
+                   strict=False)
+def test_supervisor_killed(fleet: Fleet, state: SqliteState, faults: FaultConfig) -> None:
+    kill_processes_rounds(fleet, state, faults, "supervisor-killed", ["supervisor", "both"])
