@@ -349,17 +349,34 @@ def cli_agrees(fleet: Fleet, gss: str) -> list[str]:
     return out
 
 
-# --- faults ------------------------------------------------------------------------------------------------------
+# --- faults -----------------------------------------------------------------------------------------------------
+
+CRASHERS: list[Crasher] = []  # every Crasher of this session, for the run's summary (conftest.py)
 
 
-@dataclass
+def summary() -> str:
+    rounds = sum(c.rounds for c in CRASHERS)
+    points = sum(c.crash_points for c in CRASHERS)
+    kills = sum(c.process_kills for c in CRASHERS)
+    per = ", ".join(f"{c.scenario} {c.crash_points}" for c in CRASHERS)
+    return f"{len(CRASHERS)} scenarios, {rounds} rounds checked, {points} controller crash points, " \
+        f"{kills} game/supervisor kills ({per})"
+
+
+@dataclass(eq=False)
 class Crasher:
     """Kills and restarts the controller at seeded random moments; counts the crash points."""
 
     fleet: Fleet
     rng: random.Random
+    scenario: str = ""
     crash_points: int = 0
+    process_kills: int = 0
+    rounds: int = 0  # rounds whose invariants were checked and held
     log: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        CRASHERS.append(self)
 
     def crash_after(self, low: float, high: float, what: str) -> float:
         delay = self.rng.uniform(low, high)

@@ -79,7 +79,7 @@ def set_ops_states(fleet: Fleet, state: SqliteState, gss: str, wanted: dict[str,
 
 
 def test_scale_in(fleet: Fleet, state: SqliteState, faults: FaultConfig) -> None:
-    rng, crasher = faults.rng("scale-in"), Crasher(fleet, faults.rng("scale-in/kills"))
+    rng, crasher = faults.rng("scale-in"), Crasher(fleet, faults.rng("scale-in/kills"), "scale-in")
     apply(fleet, gss_doc("si", 6))
     settle(fleet, state, "si", 6, faults.tag("scale-in"))
     for i in range(faults.iterations):
@@ -97,6 +97,7 @@ def test_scale_in(fleet: Fleet, state: SqliteState, faults: FaultConfig) -> None
         crasher.restart()
         settle(fleet, state, "si", keep, tag)
         check(observer, fleet, "si", tag)
+        crasher.rounds += 1
         assert set(pods_of(state, "si")) == survivors, f"{tag}: kept {sorted(pods_of(state, 'si'))}, " \
             f"want the most protected {sorted(survivors)} of {wanted}"
         # Back to six for the next round (the new ones start as None).
@@ -106,7 +107,7 @@ def test_scale_in(fleet: Fleet, state: SqliteState, faults: FaultConfig) -> None
 
 
 def test_scale_out(fleet: Fleet, state: SqliteState, faults: FaultConfig) -> None:
-    rng, crasher = faults.rng("scale-out"), Crasher(fleet, faults.rng("scale-out/kills"))
+    rng, crasher = faults.rng("scale-out"), Crasher(fleet, faults.rng("scale-out/kills"), "scale-out")
     apply(fleet, gss_doc("so", 1))
     settle(fleet, state, "so", 1, faults.tag("scale-out"))
     for i in range(faults.iterations):
@@ -120,6 +121,7 @@ def test_scale_out(fleet: Fleet, state: SqliteState, faults: FaultConfig) -> Non
         crasher.restart()
         settle(fleet, state, "so", target, tag)
         check(observer, fleet, "so", tag)
+        crasher.rounds += 1
         fleet.gk("scale", "gss", "so", "--replicas", "1")
         settle(fleet, state, "so", 1, tag)
     print(f"scale-out: {crasher.crash_points} crash points: {crasher.log}")
@@ -152,7 +154,7 @@ def updated_to(state: SqliteState, gss: str, image: str) -> Any:
 def test_rolling_update(fleet: Fleet, state: SqliteState, faults: FaultConfig, policy: str,
                         restart_policy: str) -> None:
     scenario = f"rolling-{policy}-{restart_policy}"
-    rng, crasher = faults.rng(scenario), Crasher(fleet, faults.rng(scenario + "/kills"))
+    rng, crasher = faults.rng(scenario), Crasher(fleet, faults.rng(scenario + "/kills"), scenario)
     replicas = 4
 
     def doc(image: str, max_unavailable: int) -> dict[str, Any]:
@@ -174,6 +176,7 @@ def test_rolling_update(fleet: Fleet, state: SqliteState, faults: FaultConfig, p
         crasher.restart()
         settle(fleet, state, "ru", replicas, tag, extra=updated_to(state, "ru", image))
         check(observer, fleet, "ru", tag)
+        crasher.rounds += 1
         after = {n: p["metadata"]["uid"] for n, p in pods_of(state, "ru").items()}
         if policy == "InPlaceIfPossible":
             assert after == before, f"{tag}: an image-only change is made in place, the pods kept"
@@ -183,7 +186,7 @@ def test_rolling_update(fleet: Fleet, state: SqliteState, faults: FaultConfig, p
 
 
 def test_kill_ops_state(fleet: Fleet, state: SqliteState, faults: FaultConfig) -> None:
-    rng, crasher = faults.rng("kill"), Crasher(fleet, faults.rng("kill/kills"))
+    rng, crasher = faults.rng("kill"), Crasher(fleet, faults.rng("kill/kills"), "kill")
     replicas = 5
     apply(fleet, gss_doc("kl", replicas))
     settle(fleet, state, "kl", replicas, faults.tag("kill"))
@@ -200,6 +203,7 @@ def test_kill_ops_state(fleet: Fleet, state: SqliteState, faults: FaultConfig) -
         crasher.restart()
         settle(fleet, state, "kl", replicas - len(victims), tag)
         check(observer, fleet, "kl", tag)
+        crasher.rounds += 1
         assert set(pods_of(state, "kl")) == set(protected), f"{tag}: {sorted(pods_of(state, 'kl'))}"
         gss = state.get("GameServerSet", "default", "kl")
         assert gss is not None and gss["spec"]["replicas"] == replicas - len(victims)
@@ -209,7 +213,7 @@ def test_kill_ops_state(fleet: Fleet, state: SqliteState, faults: FaultConfig) -
 
 
 def test_reserve_ids(fleet: Fleet, state: SqliteState, faults: FaultConfig) -> None:
-    rng, crasher = faults.rng("reserve"), Crasher(fleet, faults.rng("reserve/kills"))
+    rng, crasher = faults.rng("reserve"), Crasher(fleet, faults.rng("reserve/kills"), "reserve")
     replicas = 4
     apply(fleet, gss_doc("rs", replicas))
     settle(fleet, state, "rs", replicas, faults.tag("reserve"))
@@ -228,6 +232,7 @@ def test_reserve_ids(fleet: Fleet, state: SqliteState, faults: FaultConfig) -> N
 
         settle(fleet, state, "rs", replicas, tag, extra=no_reserved)
         check(observer, fleet, "rs", tag)
+        crasher.rounds += 1
     print(f"reserve: {crasher.crash_points} crash points: {crasher.log}")
 
 
@@ -235,7 +240,7 @@ PROBE_OPS = ["WaitToBeDeleted", "None", "Allocated"]
 
 
 def test_probe_driven_ops_state(fleet: Fleet, state: SqliteState, faults: FaultConfig) -> None:
-    rng, crasher = faults.rng("probe"), Crasher(fleet, faults.rng("probe/kills"))
+    rng, crasher = faults.rng("probe"), Crasher(fleet, faults.rng("probe/kills"), "probe")
     replicas = 4
     quality = {
         "name": "mode", "containerName": "main", "permanent": False, "initialDelaySeconds": 1, "periodSeconds": 1,
@@ -261,12 +266,13 @@ def test_probe_driven_ops_state(fleet: Fleet, state: SqliteState, faults: FaultC
 
         settle(fleet, state, "pr", replicas, tag, extra=ops_follow)
         check(observer, fleet, "pr", tag)
+        crasher.rounds += 1
     print(f"probe: {crasher.crash_points} crash points: {crasher.log}")
 
 
 def kill_processes_rounds(fleet: Fleet, state: SqliteState, faults: FaultConfig, scenario: str,
                           kinds: list[str]) -> None:
-    rng, crasher = faults.rng(scenario), Crasher(fleet, faults.rng(scenario + "/kills"))
+    rng, crasher = faults.rng(scenario), Crasher(fleet, faults.rng(scenario + "/kills"), scenario)
     replicas = 3
     apply(fleet, gss_doc("pk", replicas))
     settle(fleet, state, "pk", replicas, faults.tag(scenario))
@@ -283,6 +289,7 @@ def kill_processes_rounds(fleet: Fleet, state: SqliteState, faults: FaultConfig,
         targets = {"game": [game.pid], "supervisor": [supervisor.pid], "both": [supervisor.pid, game.pid]}[what]
         for pid in targets:
             kill_pid(pid, signal.SIGKILL)
+        crasher.process_kills += len(targets)
         crasher.log.append(f"{i}: SIGKILL {what} of {victim} (controller {'up' if controller_up else 'down'})")
         observer = Observer(fleet.state_dir, "pk")
         observer.start()
@@ -293,6 +300,7 @@ def kill_processes_rounds(fleet: Fleet, state: SqliteState, faults: FaultConfig,
             crasher.restart()
         settle(fleet, state, "pk", replicas, tag)
         check(observer, fleet, "pk", tag)
+        crasher.rounds += 1
     print(f"{scenario}: {crasher.crash_points} crash points: {crasher.log}")
 
 
