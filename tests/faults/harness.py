@@ -34,7 +34,8 @@ NS = "default"
 GAME_SH = """\
 # A game server that saves and quits on SIGTERM (exit 0), so restartPolicy Never/OnFailure see a clean exit.
 trap 'kill "$child" 2>/dev/null; echo stopping; exit 0' TERM
-echo "started $(cat VERSION) pid $$"
+read -r version < VERSION
+echo "started $version pid $$"
 sleep 100000 &
 child=$!
 wait "$child"
@@ -150,9 +151,16 @@ def census(state_dir: Path) -> list[Proc]:
 
 
 def games_by_pod(procs: Iterable[Proc]) -> dict[tuple[str, str], list[Proc]]:
+    """The game processes of each (pod, container).
+
+    A shell forks before it execs a background command, so for an instant the game's own child has the game's
+    cmdline: a process whose parent is a game process is that child, not a second game.
+    """
+    games = [p for p in procs if p.is_game]
+    pids = {p.pid for p in games}
     out: dict[tuple[str, str], list[Proc]] = {}
-    for p in procs:
-        if p.is_game:
+    for p in games:
+        if p.ppid not in pids:
             out.setdefault((p.pod, p.container), []).append(p)
     return out
 

@@ -35,6 +35,7 @@ from tests.faults.harness import (
     use_fault_images,
     wait_until,
 )
+from tests.faults.settings import SHORT_ITERATIONS, fault_settings
 from tests.fleet import Fleet
 
 pytestmark = [pytest.mark.faults, pytest.mark.slow]
@@ -100,6 +101,8 @@ def test_scale_in(fleet: Fleet, state: SqliteState, faults: FaultConfig) -> None
         crasher.rounds += 1
         assert set(pods_of(state, "si")) == survivors, f"{tag}: kept {sorted(pods_of(state, 'si'))}, " \
             f"want the most protected {sorted(survivors)} of {wanted}"
+        if i == faults.iterations - 1:
+            break
         # Back to six for the next round (the new ones start as None).
         fleet.gk("scale", "gss", "si", "--replicas", "6")
         settle(fleet, state, "si", 6, tag)
@@ -122,6 +125,8 @@ def test_scale_out(fleet: Fleet, state: SqliteState, faults: FaultConfig) -> Non
         settle(fleet, state, "so", target, tag)
         check(observer, fleet, "so", tag)
         crasher.rounds += 1
+        if i == faults.iterations - 1:
+            break
         fleet.gk("scale", "gss", "so", "--replicas", "1")
         settle(fleet, state, "so", 1, tag)
     print(f"scale-out: {crasher.crash_points} crash points: {crasher.log}")
@@ -148,9 +153,18 @@ def updated_to(state: SqliteState, gss: str, image: str) -> Any:
     return extra
 
 
-@pytest.mark.parametrize(("policy", "restart_policy"), [
-    ("ReCreate", "Always"), ("InPlaceIfPossible", "Always"), ("InPlaceIfPossible", "OnFailure"),
-    ("InPlaceIfPossible", "Never")])
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "restart_policy" not in metafunc.fixturenames:
+        return
+    settings = fault_settings(metafunc.config)
+    policies = ["Always", "OnFailure", "Never"]
+    if settings.iterations <= SHORT_ITERATIONS:
+        # The short run updates in place under one restartPolicy, drawn from the seed; the long run under each.
+        policies = [settings.rng("restart-policy").choice(policies)]
+    metafunc.parametrize(("policy", "restart_policy"),
+                         [("ReCreate", "Always"), *(("InPlaceIfPossible", p) for p in policies)])
+
+
 def test_rolling_update(fleet: Fleet, state: SqliteState, faults: FaultConfig, policy: str,
                         restart_policy: str) -> None:
     scenario = f"rolling-{policy}-{restart_policy}"
@@ -207,6 +221,8 @@ def test_kill_ops_state(fleet: Fleet, state: SqliteState, faults: FaultConfig) -
         assert set(pods_of(state, "kl")) == set(protected), f"{tag}: {sorted(pods_of(state, 'kl'))}"
         gss = state.get("GameServerSet", "default", "kl")
         assert gss is not None and gss["spec"]["replicas"] == replicas - len(victims)
+        if i == faults.iterations - 1:
+            break
         fleet.gk("scale", "gss", "kl", "--replicas", str(replicas))
         settle(fleet, state, "kl", replicas, tag)
     print(f"kill: {crasher.crash_points} crash points: {crasher.log}")
