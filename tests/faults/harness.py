@@ -347,13 +347,22 @@ def cli_agrees(fleet: Fleet, gss: str) -> list[str]:
     """`gk get gs` / `gk get pod` (the CLI the user sees) name exactly the pods whose game processes run."""
     games = games_by_pod(census(fleet.state_dir))
     running = {pod for (pod, _c), procs in games.items() if procs}
-    pods = {n for n, p in fleet.pods().items() if labels(p).get(OWNER_GSS_KEY) == gss}
+    shown = {n: p for n, p in fleet.pods().items() if labels(p).get(OWNER_GSS_KEY) == gss}
     gs = {n for n, g in fleet.gameservers().items() if labels(g).get(OWNER_GSS_KEY) == gss}
     out = []
-    if pods != running:
-        out.append(f"gk get pod {sorted(pods)} but game processes run for {sorted(running)}")
+    if set(shown) != running:
+        out.append(f"gk get pod {sorted(shown)} but game processes run for {sorted(running)}")
     if gs != running:
         out.append(f"gk get gs {sorted(gs)} but game processes run for {sorted(running)}")
+    for name, pod in shown.items():
+        for status in (pod.get("status") or {}).get("containerStatuses") or []:
+            parsed = parse_container_id(status.get("containerID"))
+            procs = games.get((name, status["name"]), [])
+            if "running" in (status.get("state") or {}) and (
+                    parsed is None or [p.ppid for p in procs] != [parsed[0]]
+                    or process_start_time(parsed[0]) != parsed[1]):
+                out.append(f"gk get pod {name}: {status['name']} running as {status.get('containerID')}, but its "
+                           f"game processes are {[(p.pid, p.ppid) for p in procs]} (pid, parent)")
     return out
 
 
