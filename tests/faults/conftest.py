@@ -4,8 +4,7 @@ from typing import Any
 
 import pytest
 
-from tests.faults.harness import FaultConfig
-from tests.faults.settings import fault_settings
+from tests.faults.settings import FaultConfig, fault_settings
 
 
 @pytest.fixture

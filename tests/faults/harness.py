@@ -47,23 +47,6 @@ SUPERVISOR_MARK = b"gk-container"
 RANK = {"Kill": 100, "WaitToBeDeleted": 1, "None": 0, "Allocated": -1, "Maintaining": -2}
 
 
-# --- seeds ------------------------------------------------------------------------------------------------------
-
-
-@dataclass
-class FaultConfig:
-    seed: int
-    iterations: int  # crash points per scenario
-
-    def rng(self, scenario: str) -> random.Random:
-        # One stream per scenario: running one test alone with the same seed replays exactly its crash points.
-        return random.Random(f"{self.seed}:{scenario}")
-
-    def tag(self, scenario: str, iteration: int | None = None) -> str:
-        at = f" iteration {iteration}" if iteration is not None else ""
-        return f"[{scenario}{at}; reproduce with --fault-seed={self.seed} --fault-iterations={self.iterations}]"
-
-
 # --- images -----------------------------------------------------------------------------------------------------
 
 

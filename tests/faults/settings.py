@@ -4,12 +4,26 @@ from __future__ import annotations
 
 import os
 import random
+from dataclasses import dataclass
 
 import pytest
 
-from tests.faults.harness import FaultConfig
 
-SHORT_ITERATIONS = 1  # crash points per scenario in the normal suite; `make faults` runs many more
+@dataclass
+class FaultConfig:
+    seed: int
+    iterations: int  # rounds per scenario (each with one to three crash points)
+
+    def rng(self, scenario: str) -> random.Random:
+        # One stream per scenario: running one test alone with the same seed replays exactly its crash points.
+        return random.Random(f"{self.seed}:{scenario}")
+
+    def tag(self, scenario: str, iteration: int | None = None) -> str:
+        at = f" iteration {iteration}" if iteration is not None else ""
+        return f"[{scenario}{at}; reproduce with --fault-seed={self.seed} --fault-iterations={self.iterations}]"
+
+
+SHORT_ITERATIONS = 1  # rounds per scenario in the normal suite; `make faults` runs many more
 _KEY = pytest.StashKey[FaultConfig]()
 
 

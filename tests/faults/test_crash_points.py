@@ -19,7 +19,6 @@ import pytest
 from gamekeeper.store.sqlite import SqliteState
 from tests.faults.harness import (
     Crasher,
-    FaultConfig,
     Observer,
     census,
     cli_agrees,
@@ -35,7 +34,7 @@ from tests.faults.harness import (
     use_fault_images,
     wait_until,
 )
-from tests.faults.settings import SHORT_ITERATIONS, fault_settings
+from tests.faults.settings import SHORT_ITERATIONS, FaultConfig, fault_settings
 from tests.fleet import Fleet
 
 pytestmark = [pytest.mark.faults, pytest.mark.slow]

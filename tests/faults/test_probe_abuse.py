@@ -18,7 +18,6 @@ import pytest
 
 from gamekeeper.store.sqlite import SqliteState
 from tests.faults.harness import (
-    FaultConfig,
     census,
     game_servers_of,
     gss_doc,
@@ -28,7 +27,7 @@ from tests.faults.harness import (
     wait_until,
     zombies_of,
 )
-from tests.faults.settings import SHORT_ITERATIONS
+from tests.faults.settings import SHORT_ITERATIONS, FaultConfig
 from tests.fleet import Fleet
 
 pytestmark = [pytest.mark.faults, pytest.mark.slow]
