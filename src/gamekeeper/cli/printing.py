@@ -11,6 +11,7 @@ import yaml
 
 from gamekeeper.api.models import OWNER_GSS_KEY
 from gamekeeper.api.times import parse_time
+from gamekeeper.core.network import NETWORK_REASON_KEY
 
 
 def human_duration(seconds: float) -> str:
@@ -89,10 +90,20 @@ def gs_row(gs: dict[str, Any], now: datetime, wide: bool = False, pod: dict[str,
         row += [
             (gs["metadata"].get("labels") or {}).get(OWNER_GSS_KEY, "<none>"),
             str(restarts),
-            ports_text(status.get("networkStatus")),
+            network_text(status.get("networkStatus"), pod),
             results or "<none>",
         ]
     return row
+
+
+def network_text(network: dict[str, Any] | None, pod: dict[str, Any] | None) -> str:
+    """The PORTS column: the ports, and while the network should be Ready but is not, `(NotReady: why)`."""
+    ports = ports_text(network)
+    if not network or network.get("currentNetworkState") != "NotReady" or network.get(
+            "desiredNetworkState", "Ready") != "Ready":
+        return ports
+    reason = (((pod or {}).get("metadata") or {}).get("annotations") or {}).get(NETWORK_REASON_KEY)
+    return f"{ports} (NotReady: {reason})" if reason else f"{ports} (NotReady)"
 
 
 def ports_text(network: dict[str, Any] | None) -> str:

@@ -116,12 +116,15 @@ class ControllerManager:
 
     async def run(self) -> None:
         tasks: list[asyncio.Task[Any]] = [asyncio.create_task(q.run(), name=q.name) for q in self.queues()]
+        # Watch before list: a change between the listing and the subscription (a probe result right after a
+        # restart) would otherwise wait for the next resync.
+        changes = self.store.watch()
         try:
             await self.enqueue_all()
             self.ready.set()
             loop = asyncio.get_running_loop()
             last_resync = loop.time()
-            async for change in self.store.watch():
+            async for change in changes:
                 if change.type in ("RESYNC", "TICK"):
                     if change.type == "RESYNC" or loop.time() - last_resync >= self.resync_seconds:
                         last_resync = loop.time()

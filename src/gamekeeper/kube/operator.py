@@ -144,11 +144,12 @@ class ReconcileLoop:
 
     async def run(self) -> None:
         worker = asyncio.create_task(self.queue.run(), name=self.queue.name)
+        changes = self.store.watch(self.kinds)  # watch before list: nothing falls between the two
         try:
             await self._enqueue_all()
             loop = asyncio.get_running_loop()
             last = loop.time()
-            async for change in self.store.watch(self.kinds):
+            async for change in changes:
                 if change.type in ("TICK", "RESYNC"):
                     if change.type == "RESYNC" or loop.time() - last >= self.resync_seconds:
                         last = loop.time()

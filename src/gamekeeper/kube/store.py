@@ -132,12 +132,17 @@ class KubeStore:
             if kinds is None or event.kind in kinds:
                 queue.put_nowait(event)
 
-    async def watch(self, kinds: set[str] | None = None) -> AsyncIterator[Change]:
-        """Changes from now on; a TICK at least every `tick_seconds`, even while changes flow, so the
-        consumer's periodic resync is never starved by a busy fleet."""
+    def watch(self, kinds: set[str] | None = None) -> AsyncIterator[Change]:
+        """Changes from the moment of the call (subscribed before the consumer lists, so nothing falls between
+        the two); a TICK at least every `tick_seconds`, even while changes flow, so the consumer's periodic
+        resync is never starved by a busy fleet."""
         queue: asyncio.Queue[Change] = asyncio.Queue()
         entry = (queue, kinds)
         self._subscribers.append(entry)
+        return self._watch(entry)
+
+    async def _watch(self, entry: tuple[asyncio.Queue[Change], set[str] | None]) -> AsyncIterator[Change]:
+        queue = entry[0]
         loop = asyncio.get_running_loop()
         last_tick = loop.time()
         try:

@@ -6,6 +6,10 @@
   controller never reaches it) and writes the child's exit code to a file, so a restarted controller learns
   how a process it did not start has ended. The container ID `local://<pid>-<starttime>` identifies the
   process by pid *and* kernel start time, so a re-used pid is never mistaken for the game server.
+- One game process per container whatever dies: the game runs with `setpriv --pdeathsig KILL`, so a killed
+  supervisor takes it along (and what is left of its group or directory is killed before the next start); the
+  supervisor starts the game only once the controller has written the container ID to `.<container>.spec`, so a
+  controller killed at any moment of a start leaves a process it re-adopts, or none.
 - Restarts follow the pod's restartPolicy with kubelet's back-off (10 s doubling to 5 min, reset after 10 min
   of running).
 - Deletion: SIGTERM to the process group, SIGKILL after the grace period, then any process still working
@@ -15,7 +19,8 @@
   was started from (image, command, args, env, workingDir) in `.<container>.spec` beside its log. When the pod
   record's container differs from that, kubelet-like, only that container is stopped (TERM, KILL after the
   grace period, strays in its directory killed) and started again at once, whatever the restartPolicy, with a
-  fresh back-off; its restartCount goes up and its lastState shows how it ended. The other containers, the pod
+  fresh back-off (the restart it owes is recorded before the TERM, so a controller killed meanwhile still makes
+  it); its restartCount goes up and its lastState shows how it ended. The other containers, the pod
   record, its conditions and its log files are untouched. A new *image* also means a new working directory
   (a fresh copy of the image, as a new container gets a fresh filesystem); a new command or environment keeps
   the directory. `containerStatuses[].image` is the image the container really runs, so a controller can tell
@@ -48,7 +53,7 @@ from gamekeeper.ports.runtime import ContainerNotRunning, ExecResult
 from gamekeeper.ports.store import Conflict, NotFound, Obj, Store
 from gamekeeper.runtime.images import ImageMap, UnknownImage
 from gamekeeper.runtime.network import RETRY_SECONDS, PodNetwork
-from gamekeeper.runtime.spawn import ProbeSpawner, default_spawner
+from gamekeeper.runtime.spawn import PROBE_MARK, Leftovers, ProbeSpawner, default_spawner
 
 log = logging.getLogger("gamekeeper.kubelet")
 
@@ -57,8 +62,12 @@ BACKOFF_START = 10.0
 BACKOFF_MAX = 300.0
 BACKOFF_RESET_AFTER = 600.0
 
+# The supervisor waits for the controller's "go" (sent once the container ID is on disk, in `.<container>.spec`):
+# a controller killed between starting the supervisor and recording it leaves no game process nobody knows of.
 _WRAPPER = r"""
-"$@" &
+IFS= read -r go || exit 0
+[ "$go" = go ] || exit 0
+"$@" </dev/null &
 child=$!
 trap 'kill -TERM "$child" 2>/dev/null' TERM
 trap 'kill -INT "$child" 2>/dev/null' INT
@@ -68,6 +77,11 @@ while kill -0 "$child" 2>/dev/null; do wait "$child"; code=$?; done
 printf '%s\n' "$code" > "$GK_EXIT_FILE.tmp" && mv "$GK_EXIT_FILE.tmp" "$GK_EXIT_FILE"
 exit "$code"
 """
+
+
+# The game process dies with its supervisor (SIGKILL on the supervisor's death): a killed supervisor must never leave
+# a game process running beside the one its restart starts (two servers on one identity).
+_DIE_WITH_SUPERVISOR = ["setpriv", "--pdeathsig", "KILL", "--"] if shutil.which("setpriv") else []
 
 
 def process_start_time(pid: int) -> int | None:
@@ -217,35 +231,64 @@ def entrypoint(container: Mapping[str, Any], images: ImageMap, env: Mapping[str,
     return argv
 
 
+# kubelet's cap on what an exec probe's output it keeps (pkg/probe/exec: maxReadLength).
+PROBE_OUTPUT_LIMIT = 10 * 1024
+
+
+async def _read_capped(stream: asyncio.StreamReader | None, limit: int) -> bytes:
+    """Read to the end, keeping at most `limit` bytes: the rest is read and dropped, never held."""
+    kept = bytearray()
+    while stream is not None:
+        chunk = await stream.read(65536)
+        if not chunk:
+            break
+        if len(kept) < limit:
+            kept += chunk[: limit - len(kept)]
+    return bytes(kept)
+
+
 async def run_with_timeout(
-    argv: Sequence[str], cwd: Path, env: Mapping[str, str], timeout: float
+    argv: Sequence[str], cwd: Path, env: Mapping[str, str], timeout: float, limit: int = PROBE_OUTPUT_LIMIT,
+    leftovers: Leftovers | None = None,
 ) -> ExecResult:
-    """Run a command in its own session; at the timeout kill its whole process group (no zombies left)."""
-    proc = await asyncio.create_subprocess_exec(
-        *argv,
-        cwd=str(cwd),
-        env=dict(env),
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        start_new_session=True,
-    )
+    """Run a command in its own session; at the timeout kill its whole process group (no zombies left).
+
+    stdout and stderr are each kept up to `limit` bytes. With `leftovers`, the command is marked as a probe run
+    and whatever it leaves outside its group (a `setsid` child) is killed once it has ended.
+    """
+    token = leftovers.begin() if leftovers is not None else None
     try:
-        stdout, stderr = await asyncio.wait_for(proc.communicate(), timeout)
-    except TimeoutError:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGKILL)
-        with contextlib.suppress(Exception):
-            await asyncio.wait_for(proc.wait(), 5)
-        return ExecResult(-1, b"", f"command timed out after {timeout:g}s".encode(), timed_out=True)
-    finally:
-        if proc.returncode is None:
+        proc = await asyncio.create_subprocess_exec(
+            *argv,
+            cwd=str(cwd),
+            env={**env, PROBE_MARK: token} if token is not None else dict(env),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            start_new_session=True,
+        )
+        try:
+            stdout, stderr, _ = await asyncio.wait_for(
+                asyncio.gather(_read_capped(proc.stdout, limit), _read_capped(proc.stderr, limit), proc.wait()),
+                timeout,
+            )
+        except TimeoutError:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(proc.pid, signal.SIGKILL)
-    # A probe's stray background children would otherwise outlive it.
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(proc.pid, signal.SIGKILL)
-    return ExecResult(proc.returncode if proc.returncode is not None else -1, stdout, stderr)
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(proc.wait(), 5)
+            return ExecResult(-1, b"", f"command timed out after {timeout:g}s".encode(), timed_out=True)
+        finally:
+            if proc.returncode is None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, signal.SIGKILL)
+        # A probe's stray background children would otherwise outlive it.
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        return ExecResult(proc.returncode if proc.returncode is not None else -1, stdout, stderr)
+    finally:
+        if leftovers is not None and token is not None:
+            leftovers.end(token)
 
 
 class LocalRuntime:
@@ -258,11 +301,13 @@ class LocalRuntime:
         # memory files, exits on one epoll (runtime/spawn.py, docs/performance.md). None where the platform
         # lacks pidfd/memfd/epoll; `exec` (asyncio subprocesses) then serves the probes too.
         self.probe_spawner: ProbeSpawner | None = default_spawner() if spawner else None
+        self.leftovers = Leftovers()  # of the probes `exec` runs
 
     def close(self) -> None:
         """Kill the probes still running and release the spawner's descriptors."""
         if self.probe_spawner is not None:
             self.probe_spawner.close()
+        self.leftovers.close()
 
     def exec_context(self, pod: Mapping[str, Any], container: str | None) -> tuple[Path, dict[str, str]]:
         spec = pod_container(pod, container)
@@ -280,7 +325,7 @@ class LocalRuntime:
         self, pod: dict[str, Any], container: str, command: Sequence[str], timeout: float
     ) -> ExecResult:
         cwd, env = self.exec_context(pod, container or None)
-        return await run_with_timeout(command, cwd, env, timeout)
+        return await run_with_timeout(command, cwd, env, timeout, leftovers=self.leftovers)
 
 
 @dataclass
@@ -439,6 +484,10 @@ class LocalKubelet:
                     log.info("container %s of %s changed (%s): restarting it", c.name, name,
                              self._what_changed(c, spec))
                     c.replacing = True
+                    # On disk before the SIGTERM: a controller killed during the stop still owes the new start,
+                    # whatever the restartPolicy (the game may well exit 0 on SIGTERM).
+                    self._write_spec_record(pod, c.name, c.spec_hash or "", c.image or "", c.cid, c.started_at,
+                                            replacing=True)
                     c.stop_task = self._spawn(self._stop_for_change(pod, c), f"restart {namespace}/{name}/{c.name}")
                 continue
             if c.cid:  # it ended while nobody was watching (or just now)
@@ -499,10 +548,14 @@ class LocalKubelet:
             return None
         return data if isinstance(data, dict) else None
 
-    def _write_spec_record(self, pod: Obj, container: str, digest: str, image: str) -> None:
+    def _write_spec_record(self, pod: Obj, container: str, digest: str, image: str, cid: str | None = None,
+                           started_at: str | None = None, **extra: Any) -> None:
+        """The container's own record: what it was made from, which process it is (written before its game
+        starts, so a controller killed at any point can re-adopt it), and a restart it owes (`replacing`)."""
         path = self.paths.spec_file(pod, container)
         tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(json.dumps({"hash": digest, "image": image}) + "\n")
+        data = {"hash": digest, "image": image, "cid": cid, "startedAt": started_at, **extra}
+        tmp.write_text(json.dumps({k: v for k, v in data.items() if v is not None}) + "\n")
         tmp.replace(path)
 
     def _adopt(self, pod: Obj) -> _Pod:
@@ -511,22 +564,37 @@ class LocalKubelet:
         status = pod.get("status") or {}
         state = _Pod(meta["namespace"], meta["name"], meta["uid"], start_time=status.get("startTime"))
         specs = {spec["name"]: spec for spec in pod["spec"]["containers"]}
-        for cs in status.get("containerStatuses") or []:
+        statuses = {cs["name"]: cs for cs in status.get("containerStatuses") or []}
+        for name in [*statuses, *(n for n in specs if n not in statuses)]:
+            cs = statuses.get(name) or {"name": name}
             c = _Container(cs["name"], restart_count=cs.get("restartCount", 0), last_state=cs.get("lastState") or {})
             running = (cs.get("state") or {}).get("running")
             record = self._read_spec_record(pod, c.name)
             if record is not None:
                 c.spec_hash, c.image = record.get("hash"), record.get("image")
+                c.replacing = bool(record.get("replacing"))
             elif running and c.name in specs:
                 # Started by a version that kept no record: take it to run what the pod says, so that upgrading
                 # the controller restarts nothing; a later change is then noticed as usual.
                 c.spec_hash, c.image = container_spec_hash(specs[c.name]), cs.get("image")
-            if running and alive(cs.get("containerID")):
+            recorded = record.get("cid") if record is not None else None
+            reported = cs.get("containerID") or ((cs.get("state") or {}).get("terminated") or {}).get("containerID")
+            if recorded and recorded != reported and alive(recorded):
+                # Started by a controller that died before it could report it: the same process, adopted.
+                c.cid = recorded
+                c.started_at = record.get("startedAt") if record is not None else None
+                c.started_mono = asyncio.get_running_loop().time()
+                self._watch_exit(c)
+                log.info("adopted container %s of %s (%s), started but never reported", c.name, meta["name"],
+                         c.cid)
+            elif running and alive(cs.get("containerID")):
                 c.cid = cs["containerID"]
                 c.started_at = running.get("startedAt")
                 c.started_mono = asyncio.get_running_loop().time()
                 self._watch_exit(c)
                 log.info("adopted container %s of %s (%s)", c.name, meta["name"], c.cid)
+            elif name not in statuses:
+                continue  # never reported: started afresh (leftovers of an unreported start are cleared first)
             elif running:
                 # It ended while no controller was running: remember how, from the wrapper's exit file.
                 c.cid = cs.get("containerID")
@@ -556,6 +624,8 @@ class LocalKubelet:
         cwd = workdir / spec["workingDir"].lstrip("/") if spec.get("workingDir") else workdir
         cwd.mkdir(parents=True, exist_ok=True)
         exit_file = self.paths.exit_file(pod, c.name)
+        if record is not None and record.get("cid"):
+            clear_leftovers(str(record["cid"]), workdir)
         with contextlib.suppress(FileNotFoundError):
             exit_file.unlink()
         env = container_environment(pod, spec, self.images)
@@ -563,10 +633,10 @@ class LocalKubelet:
         log_path = self.paths.log_file(pod, c.name)
         with open(log_path, "ab") as log_file:
             proc = subprocess.Popen(
-                ["/bin/sh", "-c", _WRAPPER, "gk-container", *argv],
+                ["/bin/sh", "-c", _WRAPPER, "gk-container", *_DIE_WITH_SUPERVISOR, *argv],
                 cwd=str(cwd),
                 env=env,
-                stdin=subprocess.DEVNULL,
+                stdin=subprocess.PIPE,
                 stdout=log_file,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
@@ -574,13 +644,23 @@ class LocalKubelet:
             )
         start = process_start_time(proc.pid)
         digest = container_spec_hash(spec)
-        self._write_spec_record(pod, c.name, digest, reference)
+        cid = container_id(proc.pid, start or 0)
+        started_at = format_time(self.clock())
+        assert proc.stdin is not None
+        try:
+            self._write_spec_record(pod, c.name, digest, reference, cid, started_at)
+            with contextlib.suppress(OSError):
+                proc.stdin.write(b"go\n")
+        finally:
+            # Closed without "go" (no record): the supervisor ends before its game starts, as when we die here.
+            with contextlib.suppress(OSError):
+                proc.stdin.close()
         if c.spec_hash is not None and c.spec_hash != digest:
             c.backoff = -1.0  # a new definition starts with a back-off of its own
         c.spec_hash, c.image, c.replacing = digest, reference, False
         c.child = proc
-        c.cid = container_id(proc.pid, start or 0)
-        c.started_at = format_time(self.clock())
+        c.cid = cid
+        c.started_at = started_at
         c.started_mono = asyncio.get_running_loop().time()
         if c.terminated is not None:
             c.last_state = {"terminated": c.terminated}
@@ -839,6 +919,19 @@ class LocalKubelet:
                 return
             except Conflict:
                 continue
+
+
+def clear_leftovers(cid: str, workdir: Path) -> None:
+    """Before a container starts again: nothing of its previous run may still run (as a container's end takes
+    every process in it). Its game dies with its supervisor; this is the backstop for what the game started."""
+    parsed = parse_container_id(cid)
+    if parsed is None or alive(cid):
+        return
+    if not os.path.exists(f"/proc/{parsed[0]}"):
+        # No process has that pid, so a group with that id can only be what is left of the supervisor's own.
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(parsed[0], signal.SIGKILL)
+    kill_processes_under(workdir)
 
 
 def kill_processes_under(directory: Path) -> int:

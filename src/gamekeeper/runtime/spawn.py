@@ -18,6 +18,15 @@ the parent then spends several times more CPU per probe than the kernel does sta
 - kills the command's process group at the timeout and, like `runtime.local.run_with_timeout`, whatever is
   left of the group when the command exits (a stray background child of the probe).
 
+What a probe writes is held only up to a bound (kubelet keeps 10 KiB of a probe's output): each memory file is
+sized to `HOLD` (256 KiB, or the caller's limit when larger) and sealed against growing, so a write beyond it
+fails in the probe (as one into kubelet's capped stream does) and a probe running `cat /dev/zero` costs no more
+memory than one printing "ok". Output between the caller's limit and `HOLD` is written and dropped, so a chatty
+probe that exits 0 still succeeds.
+
+Every probe runs with `GK_PROBE=<run>` in its environment, and `Leftovers` kills the marked processes of runs that
+have ended: a child that left the probe's session (`setsid`) escapes the group kill but not its environment.
+
 The command is finished when its process exits (with pipes it was when every holder of the pipe had closed
 it, so a background child keeping stdout open held the probe until its timeout).
 """
@@ -28,7 +37,9 @@ import asyncio
 import contextlib
 import ctypes
 import errno
+import fcntl
 import heapq
+import itertools
 import math
 import os
 import select
@@ -40,6 +51,101 @@ from typing import Any
 from gamekeeper.ports.runtime import ExecResult
 
 Done = Callable[[ExecResult], None]
+
+# The environment variable that marks a probe run's processes (see Leftovers).
+PROBE_MARK = "GK_PROBE"
+_scopes = itertools.count()
+_PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
+# What one output file of a running command may hold at most (see the module's docstring).
+HOLD = 256 * 1024
+
+
+class Leftovers:
+    """Kills what probe runs leave behind outside their process group (a `setsid` child, a daemon).
+
+    Each run gets a token, `GK_PROBE=<scope>.<n>` in its environment, which its descendants inherit. Shortly
+    after a run ends, one sweep of /proc (batched: one per `delay` for every run that ended meanwhile) kills every
+    process carrying a token of this scope whose run is no longer in flight.
+    """
+
+    def __init__(self, delay: float = 0.3) -> None:
+        self.scope = f"{os.getpid()}-{next(_scopes)}"
+        self.delay = delay
+        self.killed = 0
+        self._inflight: set[str] = set()
+        self._count = itertools.count()
+        self._pending: asyncio.TimerHandle | None = None
+        self._needle = f"{PROBE_MARK}={self.scope}.".encode()
+
+    def begin(self) -> str:
+        token = f"{self.scope}.{next(self._count)}"
+        self._inflight.add(token)
+        return token
+
+    def end(self, token: str) -> None:
+        self._inflight.discard(token)
+        if self._pending is None:
+            with contextlib.suppress(RuntimeError):  # no running loop (closing): close() sweeps
+                self._pending = asyncio.get_running_loop().call_later(self.delay, self._swept)
+
+    def _swept(self) -> None:
+        self._pending = None
+        self.sweep()
+
+    def close(self) -> None:
+        if self._pending is not None:
+            self._pending.cancel()
+            self._pending = None
+        self._inflight.clear()
+        self.sweep()
+
+    def sweep(self) -> int:
+        """Kill the marked processes of ended runs; returns how many."""
+        needle, inflight, killed = self._needle, self._inflight, 0
+        me = os.getpid()
+        for entry in os.scandir("/proc"):
+            name = entry.name
+            if not name.isdigit() or int(name) == me:
+                continue
+            try:
+                with open(f"/proc/{name}/environ", "rb") as f:
+                    data = f.read()
+            except OSError:
+                continue  # gone, or not ours to read
+            at = data.find(needle)
+            if at < 0 or (at > 0 and data[at - 1] != 0):
+                continue
+            end = data.find(b"\0", at)
+            token = data[at + len(PROBE_MARK) + 1 : end if end >= 0 else len(data)].decode(errors="replace")
+            if token in inflight:
+                continue
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(int(name), signal.SIGKILL)
+                killed += 1
+        self.killed += killed
+        return killed
+
+
+def capped_output(fd: int, limit: int) -> bytes:
+    """What a command wrote to a memory file made by `output_file` (at most `limit` bytes)."""
+    # The file's offset is shared with the command's descriptor: it says how much was written (the file's size
+    # is the limit, zeros beyond what was written).
+    written = os.lseek(fd, 0, os.SEEK_CUR)
+    return os.pread(fd, min(written, limit), 0) if written > 0 else b""
+
+
+def output_file(name: str, limit: int) -> int:
+    """A memory file that can never hold more than `limit` bytes: writes beyond it fail."""
+    fd = os.memfd_create(name, os.MFD_CLOEXEC | os.MFD_ALLOW_SEALING)
+    try:
+        # Whole pages: the kernel refuses a write's piece within one page entirely when it would grow the file,
+        # so a limit inside a page would refuse the bytes before it too.
+        os.ftruncate(fd, -(-max(limit, 1) // _PAGE) * _PAGE)  # a hole: no memory until written
+        fcntl.fcntl(fd, fcntl.F_ADD_SEALS, fcntl.F_SEAL_GROW | fcntl.F_SEAL_SHRINK | fcntl.F_SEAL_SEAL)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
 
 # <spawn.h> flags (glibc; identical on every Linux architecture).
 _SETSIGDEF = 0x04
@@ -187,7 +293,7 @@ class Running:
     """One started command; `kill()` ends it (and its process group) early."""
 
     __slots__ = ("deadline", "done", "err", "finished", "limit", "out", "pid", "pidfd", "popen", "timed_out",
-                 "timeout")
+                 "timeout", "token")
 
     def __init__(self, pid: int, pidfd: int, out: int, err: int, done: Done, limit: int, timeout: float) -> None:
         self.pid = pid
@@ -201,6 +307,7 @@ class Running:
         self.timed_out = False
         self.finished = False
         self.popen: subprocess.Popen[bytes] | None = None
+        self.token = ""
 
     def kill(self) -> None:
         if not self.finished:
@@ -238,6 +345,7 @@ class ProbeSpawner:
         self._bases: dict[int, _Encoded] = {}
         self._argvs: dict[int, tuple[tuple[str, ...], Any]] = {}
         self.started = 0
+        self.leftovers = Leftovers()
 
     @property
     def backend(self) -> str:
@@ -272,6 +380,7 @@ class ProbeSpawner:
             with contextlib.suppress(ChildProcessError):
                 os.waitpid(running.pid, 0)
         self._running.clear()
+        self.leftovers.close()
         self._deadlines.clear()
         if self._sweeper is not None:
             self._sweeper.cancel()
@@ -333,13 +442,16 @@ class ProbeSpawner:
             raise ValueError("empty command")
         loop = self._bind()
         cwd = os.fspath(cwd)
-        out = os.memfd_create("gk-probe-stdout", os.MFD_CLOEXEC)
+        limit = self.max_output if max_output is None else max_output
+        out = output_file("gk-probe-stdout", max(limit, HOLD))
         try:
-            err = os.memfd_create("gk-probe-stderr", os.MFD_CLOEXEC)
+            err = output_file("gk-probe-stderr", max(limit, HOLD))
         except BaseException:
             os.close(out)
             raise
         popen = None
+        token = self.leftovers.begin()
+        env = {**env, PROBE_MARK: token}
         try:
             if self.libc is not None:
                 pid = self._start_libc(argv, cwd, env, env_base, out, err)
@@ -354,10 +466,12 @@ class ProbeSpawner:
         except BaseException:
             os.close(out)
             os.close(err)
+            self.leftovers.end(token)
             raise
         self.started += 1
-        running = Running(pid, pidfd, out, err, done, self.max_output if max_output is None else max_output, timeout)
+        running = Running(pid, pidfd, out, err, done, limit, timeout)
         running.popen = popen
+        running.token = token
         assert self._epoll is not None
         self._epoll.register(pidfd, select.EPOLLIN)
         self._running[pidfd] = running
@@ -440,9 +554,10 @@ class ProbeSpawner:
                 result = ExecResult(-1, b"", f"command timed out after {running.timeout:g}s".encode(), timed_out=True)
             else:
                 limit = running.limit
-                result = ExecResult(code, os.pread(running.out, limit, 0), os.pread(running.err, limit, 0))
+                result = ExecResult(code, capped_output(running.out, limit), capped_output(running.err, limit))
         finally:
             self._release(running)
+            self.leftovers.end(running.token)
         running.done(result)
 
     def _release(self, running: Running) -> None:
@@ -474,4 +589,5 @@ def default_spawner() -> ProbeSpawner | None:
     return ProbeSpawner() if available() else None
 
 
-__all__ = ["ProbeSpawner", "Running", "available", "default_spawner", "encode_env"]
+__all__ = ["PROBE_MARK", "Leftovers", "ProbeSpawner", "Running", "available", "capped_output", "default_spawner",
+           "encode_env", "output_file"]

@@ -481,11 +481,19 @@ class SqliteStore:
     ) -> builtins.list[EventRecord]:
         return self.state.list_events(namespace, kind, name)
 
-    async def watch(self, kinds: set[str] | None = None) -> AsyncIterator[Change]:
-        """Changes from now on. A Change of type RESYNC asks the consumer to re-list everything."""
+    def watch(self, kinds: set[str] | None = None) -> AsyncIterator[Change]:
+        """Changes from the moment of the call (not of the first iteration: a consumer that lists after
+        subscribing misses nothing in between). A Change of type RESYNC asks the consumer to re-list everything."""
         waker = Waker(self.state.watch_dir)
         try:
             last = self.state.current_rv()
+        except BaseException:
+            waker.close()
+            raise
+        return self._watch(waker, last, kinds)
+
+    async def _watch(self, waker: Waker, last: int, kinds: set[str] | None) -> AsyncIterator[Change]:
+        try:
             while True:
                 await waker.wait(self.resync_seconds)
                 changes, expired = self.state.changes_since(last)
