@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 
-.PHONY: install demo demo-healthy demo-recovery demo-autoscale test lint bench proto fuzz clean
+.PHONY: install demo demo-healthy demo-recovery demo-autoscale test lint bench proto fuzz faults clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -44,6 +44,13 @@ bench: install
 FUZZ_COUNT ?= 10000
 fuzz: install
 	$(BIN)/python -m tests.fuzz --count $(FUZZ_COUNT) $(if $(FUZZ_SEED),--seed $(FUZZ_SEED))
+
+# The long fault-injection run (docs/reliability.md): FAULT_ITERATIONS rounds per scenario, each with 1-3 crash
+# points; FAULT_SEED replays a run (default: a fresh seed, printed in the header).
+FAULT_ITERATIONS ?= 14
+faults: install
+	GK_FAULT_ITERATIONS=$(FAULT_ITERATIONS) $(if $(FAULT_SEED),GK_FAULT_SEED=$(FAULT_SEED)) \
+		$(BIN)/pytest -q -m faults tests/faults -rxX -s -p no:cacheprovider
 
 clean:
 	rm -rf $(VENV) .gamekeeper .pytest_cache .mypy_cache .ruff_cache

@@ -11,6 +11,7 @@ import yaml
 
 from gamekeeper.api.models import OWNER_GSS_KEY
 from gamekeeper.api.times import parse_time
+from gamekeeper.core.network import NETWORK_REASON_KEY
 
 
 def human_duration(seconds: float) -> str:
@@ -89,7 +90,7 @@ def gs_row(gs: dict[str, Any], now: datetime, wide: bool = False, pod: dict[str,
         row += [
             (gs["metadata"].get("labels") or {}).get(OWNER_GSS_KEY, "<none>"),
             str(restarts),
-            ports_text(status.get("networkStatus")),
+            network_text(status.get("networkStatus"), pod),
             results or "<none>",
             recovery_text(status.get("recovery")),
         ]
@@ -106,6 +107,14 @@ def recovery_text(record: dict[str, Any] | None) -> str:
     if phase in ("Acting", "Judging", "BackingOff"):
         return f"{phase}:{(record or {}).get('kind')}#{(record or {}).get('attempt')}"
     return f"{phase}({(record or {}).get('attempt', 0)})"
+def network_text(network: dict[str, Any] | None, pod: dict[str, Any] | None) -> str:
+    """The PORTS column: the ports, and while the network should be Ready but is not, `(NotReady: why)`."""
+    ports = ports_text(network)
+    if not network or network.get("currentNetworkState") != "NotReady" or network.get(
+            "desiredNetworkState", "Ready") != "Ready":
+        return ports
+    reason = (((pod or {}).get("metadata") or {}).get("annotations") or {}).get(NETWORK_REASON_KEY)
+    return f"{ports} (NotReady: {reason})" if reason else f"{ports} (NotReady)"
 
 
 def ports_text(network: dict[str, Any] | None) -> str:

@@ -23,6 +23,8 @@ from gamekeeper.api.times import format_time
 NETWORK_TYPE_KEY = "game.kruise.io/network-type"
 NETWORK_CONF_KEY = "game.kruise.io/network-conf"
 NETWORK_STATUS_KEY = "game.kruise.io/network-status"
+# Ours, on the pod: why its routes are not served (absent when they are); `gk get gs -o wide` shows it.
+NETWORK_REASON_KEY = "gamekeeper.io/network-not-ready"
 HOST_PORT_NETWORK = "Kubernetes-HostPort"
 CONTAINER_PORTS_KEY = "ContainerPorts"
 NETWORK_READY = "Ready"
@@ -338,3 +340,12 @@ def game_server_network_status(
     same = old.get("desiredNetworkState") == desired and old.get("currentNetworkState") == current
     status["lastTransitionTime"] = (old.get("lastTransitionTime") or stamp) if same else stamp
     return status
+
+
+def container_ports_in_use(pod: Mapping[str, Any]) -> set[int]:
+    """The container ports a pod on a network listens on (on its own address): with host ports on every address
+    (0.0.0.0), none of them can be a host port of this machine (the proxy's wildcard bind would collide)."""
+    if network_of(pod) is None:
+        return set()
+    return {int(port["containerPort"]) for container in (pod.get("spec") or {}).get("containers") or []
+            for port in container.get("ports") or [] if isinstance(port.get("containerPort"), int)}

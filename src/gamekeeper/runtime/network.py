@@ -41,11 +41,13 @@ from gamekeeper.core.network import (
     DEFAULT_PORT_RANGE,
     HOST_PORT_NETWORK,
     NETWORK_CONF_KEY,
+    NETWORK_REASON_KEY,
     NETWORK_STATUS_KEY,
     NETWORK_TYPE_KEY,
     HostPortAllocator,
     HostPortMapping,
     choose_pod_ip,
+    container_ports_in_use,
     host_port_mappings,
     network_of,
     network_status_text,
@@ -627,6 +629,9 @@ class PodNetwork:
         self.errors: dict[tuple[str, str], dict[str, str]] = {}
         self.waiting: set[tuple[str, str]] = set()  # pods waiting for free host ports
         self.reported: dict[tuple[str, str], str] = {}  # the last warning event per pod (each is recorded once)
+        # Container ports of pods on a network (their own addresses), by pod uid: with the proxy on every address,
+        # never given out as host ports (the proxy's 0.0.0.0:P and a game's 127.x.y.z:P cannot both be bound).
+        self.container_ports: dict[str, set[int]] = {}
 
     @property
     def range_text(self) -> str:
@@ -639,6 +644,7 @@ class PodNetwork:
             meta = pod["metadata"]
             if NETWORK_TYPE_KEY in (meta.get("annotations") or {}):
                 self.ips[meta["uid"]] = pod_ip(pod)
+                self.container_ports[meta["uid"]] = container_ports_in_use(pod)
             mappings = host_port_mappings(pod)
             if mappings:
                 self.allocator.claim(meta["uid"], sorted({m.host_port for m in mappings}))
@@ -705,8 +711,10 @@ class PodNetwork:
         else:
             uid = meta["uid"]
             requests = port_requests(conf, pod["spec"]["containers"])
-            ports = self.allocator.allocate(uid, [r.protocols for r in requests],
-                                            lambda port, protocols: self.is_free(self.address, port, protocols))
+            taken = self._taken_container_ports(uid, {r.port for r in requests if r.port is not None})
+            ports = self.allocator.allocate(
+                uid, [r.protocols for r in requests],
+                lambda port, protocols: port not in taken and self.is_free(self.address, port, protocols))
             if ports is None:
                 wanted = ", ".join(f"{r.container}:{r.port or 'SameAsHost'}/{r.protocol}" for r in requests)
                 waiting = (f"0/1 nodes are available: no free host port in {self.range_text} on {self.address} for "
@@ -722,6 +730,7 @@ class PodNetwork:
                 if requests:
                     patch["spec"] = {"containers": containers}
                 self.ips[uid] = ip
+                self.container_ports[uid] = container_ports_in_use({**pod, "spec": {"containers": containers}})
                 log.info("pod %s/%s: address %s, host ports %s", *key, ip,
                          ", ".join(f"{m.host_port}->{m.container_port}/{m.protocol}" for m in mappings) or "none")
         if new_annotations:
@@ -742,6 +751,11 @@ class PodNetwork:
             self.waiting.discard(key)
         return pod, waiting
 
+    def _taken_container_ports(self, uid: str, own: set[int]) -> set[int]:
+        if self.address not in ("0.0.0.0", ""):
+            return set()  # the proxy binds one address, the pods others: no collision
+        return own.union(*(ports for owner, ports in self.container_ports.items() if owner != uid))
+
     async def sync(self, pod: Obj, stopping: bool = False) -> bool:
         """Forwarding as the pod wants it, and its network-status annotation; False if it should be retried."""
         meta = pod["metadata"]
@@ -754,6 +768,7 @@ class PodNetwork:
         mappings = host_port_mappings(pod)
         address = pod_ip(pod)
         self.ips[uid] = address
+        self.container_ports[uid] = container_ports_in_use(pod)
         self.allocator.claim(uid, sorted({m.host_port for m in mappings}))
         accept = not stopping and (meta.get("labels") or {}).get(GS_NETWORK_DISABLED_KEY) != "true"
         errors = self.errors.get(key, {})
@@ -777,10 +792,15 @@ class PodNetwork:
         else:
             self.reported.pop(key, None)  # the same trouble again later is reported again
         status = pod_network_status(address, self.external_ip, mappings, ready)
+        changed: dict[str, str | None] = {}
         if read_network_status(pod) != status:
+            changed[NETWORK_STATUS_KEY] = network_status_text(status)
+        reason = "; ".join(errors.values()) or None
+        if (meta.get("annotations") or {}).get(NETWORK_REASON_KEY) != reason:
+            changed[NETWORK_REASON_KEY] = reason  # None: removed (merge patch)
+        if changed:
             await self.store.patch(
-                "Pod", meta["namespace"], meta["name"],
-                {"metadata": {"annotations": {NETWORK_STATUS_KEY: network_status_text(status)}}},
+                "Pod", meta["namespace"], meta["name"], {"metadata": {"annotations": changed}},
                 resource_version=meta["resourceVersion"],
             )
         return not errors
@@ -790,6 +810,7 @@ class PodNetwork:
         key = (namespace, name)
         ports = self.allocator.release(uid)
         self.ips.pop(uid, None)
+        self.container_ports.pop(uid, None)
         self.errors.pop(key, None)
         self.reported.pop(key, None)
         self.waiting.discard(key)
