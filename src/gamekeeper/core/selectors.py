@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from fractions import Fraction
 from typing import Any, Final
 
-from gamekeeper.api.models import OWNER_GSS_KEY
+from gamekeeper.api.keys import OWNER_GSS_KEY
 
 
 class SelectorError(ValueError):
