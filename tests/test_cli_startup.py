@@ -9,10 +9,11 @@ from pathlib import Path
 
 import pytest
 
-# Never needed to print help or to read the store: the controller, its I/O stack, the Kubernetes client, our
-# pydantic models, YAML, rich (only errors and live tables print through it).
+# Never needed to print help or to read the store: the controller, its I/O stack, the Kubernetes client,
+# pydantic (our models, and typer >= 0.29's parameter checks: pyproject keeps typer below), YAML, rich (only
+# errors and live tables print through it).
 NEVER = [
-    "asyncio", "aiohttp", "kubernetes_asyncio", "prometheus_client", "yaml", "rich",
+    "asyncio", "aiohttp", "kubernetes_asyncio", "prometheus_client", "yaml", "rich", "pydantic",
     "gamekeeper.api.models", "gamekeeper.api.loading", "gamekeeper.control", "gamekeeper.observe",
     "gamekeeper.embedded.fleet", "gamekeeper.runtime.local", "gamekeeper.runtime.images",
     "gamekeeper.kube.client", "gamekeeper.kube.operator", "gamekeeper.kube.manifests",
@@ -39,11 +40,6 @@ def test_light_commands_do_not_load_heavy_modules(tmp_path: Path, args: list[str
     modules = imported_by(tmp_path, *args)
     assert "gamekeeper.cli.main" in modules  # the measurement sees our imports at all
     assert [name for name in NEVER if loaded(modules, name)] == []
-
-
-def test_help_does_not_load_pydantic(tmp_path: Path) -> None:
-    # (typer itself validates a command's parameters with pydantic, so only --help can stay without it.)
-    assert not loaded(imported_by(tmp_path, "--help"), "pydantic")
 
 
 def test_commands_that_need_them_still_load_them(tmp_path: Path) -> None:
