@@ -174,3 +174,22 @@ def test_a_concurrent_write_is_recomputed_not_overwritten(tmp_path: Path) -> Non
     labels = state.get("GameServer", "default", "minecraft-0")["metadata"]["labels"]  # type: ignore[index]
     # The label written meanwhile survives, and the change was computed from the object that contained it.
     assert labels == {OWNER: "minecraft", "by": "controller", "seen": "2"}
+
+
+@pytest.mark.slow
+def test_done_when_select_the_idle_servers_and_kill_them(fleet: Fleet) -> None:
+    """Issue 13's check, on the seed's scenario: a real controller, real game servers, a real player."""
+    from tests.fleet import ops, seed_yaml
+
+    fleet.start()
+    fleet.apply_yaml(seed_yaml("minecraft.yaml"))
+    fleet.wait_gs("all idle", lambda gs: len(gs) == 3 and all(ops(g) == "WaitToBeDeleted" for g in gs.values()))
+    assert fleet.gk("exec", "minecraft-1", "--", "./player.sh", "join", "alice").returncode == 0
+    fleet.wait_gs("minecraft-1 None", lambda gs: ops(gs["minecraft-1"]) == "None")
+
+    assert _names(fleet, *IDLE) == ["minecraft-0", "minecraft-2"]
+    out = fleet.gk("patch", "gs", *IDLE, "-p", '{"spec":{"opsState":"Kill"}}').stdout.splitlines()
+    assert out == ["gameserver.game.kruise.io/minecraft-0 patched", "gameserver.game.kruise.io/minecraft-2 patched"]
+    fleet.wait_gs("only minecraft-1 left", lambda gs: list(gs) == ["minecraft-1"])
+    assert "alice" in fleet.gk("exec", "minecraft-1", "--", "./player.sh", "list").stdout
+    assert json.loads(fleet.gk("get", "gss", "minecraft", "-o", "json").stdout)["spec"]["replicas"] == 1
