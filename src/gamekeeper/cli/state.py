@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from gamekeeper.embedded.fleet import resolve_state_dir, running_controller_pid
+from gamekeeper.embedded.home import resolve_state_dir, running_controller_pid
 from gamekeeper.runtime.adoption import find_supervisors, untracked, untracked_message
 
 state_app = typer.Typer(help="Check the state database, or recover from a damaged one.", no_args_is_help=True)
