@@ -22,3 +22,5 @@ WORKLOAD_HASH_KEY = "game.kruise.io/asts-hash"
 LIFECYCLE_STATE_KEY = "lifecycle.apps.kruise.io/state"
 SQ_CONDITION_PREFIX = "game.kruise.io/"
 GS_SYNC_PREFIX = "gs-sync/"
+# Why a pod's network is NotReady (a route that cannot be served), for `gk get gs -o wide` (core/network.py).
+NETWORK_REASON_KEY = "gamekeeper.io/network-not-ready"

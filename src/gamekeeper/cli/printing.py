@@ -7,9 +7,8 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from gamekeeper.api.keys import OWNER_GSS_KEY
+from gamekeeper.api.keys import NETWORK_REASON_KEY, OWNER_GSS_KEY
 from gamekeeper.api.times import parse_time
-from gamekeeper.core.network import NETWORK_REASON_KEY
 
 
 def human_duration(seconds: float) -> str:

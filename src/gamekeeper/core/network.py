@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from gamekeeper.api.keys import NETWORK_REASON_KEY as NETWORK_REASON_KEY
 from gamekeeper.api.loading import parse_container_ports
 from gamekeeper.api.models import GS_NETWORK_DISABLED_KEY
 from gamekeeper.api.times import format_time
@@ -23,8 +24,6 @@ from gamekeeper.api.times import format_time
 NETWORK_TYPE_KEY = "game.kruise.io/network-type"
 NETWORK_CONF_KEY = "game.kruise.io/network-conf"
 NETWORK_STATUS_KEY = "game.kruise.io/network-status"
-# Ours, on the pod: why its routes are not served (absent when they are); `gk get gs -o wide` shows it.
-NETWORK_REASON_KEY = "gamekeeper.io/network-not-ready"
 HOST_PORT_NETWORK = "Kubernetes-HostPort"
 CONTAINER_PORTS_KEY = "ContainerPorts"
 NETWORK_READY = "Ready"
