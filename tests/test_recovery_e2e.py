@@ -136,6 +136,8 @@ def test_killed_helper_is_repaired_game_and_player_untouched(fleet: Fleet) -> No
     assert re.search(r"Recovery:\s+Healthy \(quality healthy, attempts 1\)", describe), describe
     assert re.search(r"1\s+exec\s+\S+ ago\s+\S+ ago\s+Succeeded\s+recovered: started helper pid", describe), describe
     assert re.search(r"Maintaining\s+None\s+serviceQuality:healthy", describe), describe
+    assert re.search(r"None\s+Maintaining\s+serviceQuality:healthy\n.*recovery attempt 1 \(exec\): Succeeded\n"
+                     r".*Maintaining\s+None\s+serviceQuality:healthy", describe), describe
     events = fleet.gk("events", "--for", "gs/demo-gs-0").stdout
     assert "RecoveryStarted" in events and "RecoverySucceeded" in events, events
     wide = fleet.gk("get", "gs", "-o", "wide").stdout

@@ -4,6 +4,7 @@ documented fallback, recreating the pod (the GameServer survives)."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Any
 
@@ -110,3 +111,29 @@ async def test_without_openkruise_the_pod_is_recreated_and_the_gameserver_stays(
     assert gs["metadata"]["uid"] == gs_uid  # the GameServer, its spec and history survived
     assert "cannot restart a container in place: deleted the pod" in record(cluster)["history"][0]["output"]
     assert "recreate the pod" in restart_log(caplog)
+
+
+async def test_operator_stopped_mid_step_never_runs_it_again(cluster: Cluster) -> None:
+    recover_calls: list[str] = []
+    games = cluster.games
+
+    async def slow_recover(namespace: str, pod: str, container: str, command: list[str]) -> tuple[int, bytes, bytes]:
+        answer = await games(namespace, pod, container, command)
+        if command == ["./recover.sh"]:
+            recover_calls.append(pod)  # (after the record said Acting: the intent is stored before acting)
+            await asyncio.sleep(2)  # it has repaired the helper; the operator goes away before it answers
+        return answer
+
+    cluster.world.exec_handler = slow_recover
+    _, task, stop = cluster.start_operator()
+    await healthy_then_fault(cluster, [{"kind": "exec", "command": ["./recover.sh"], "timeoutSeconds": 10}])
+    await cluster.eventually("the command running in the pod", lambda: bool(recover_calls), timeout=30)
+    stop.set()
+    await asyncio.wait_for(task, 20)
+    assert record(cluster)["phase"] == "Acting"  # the intent was stored before the step ran
+    cluster.start_operator(identity="op-test-2")
+    await cluster.eventually("judged and repaired", lambda: record(cluster).get("phase") == "Healthy", timeout=40)
+    rec = record(cluster)
+    assert rec["attempt"] == 1 and [e["outcome"] for e in rec["history"]] == ["Succeeded"]
+    assert recover_calls == ["demo-gs-0"]  # run once, across the two operators
+    assert len(cluster.events(name="demo-gs-0", reason="RecoveryStarted")) == 1

@@ -118,7 +118,14 @@ def describe_gs(
     timeline = status.get("opsStateHistory") or []
     if timeline:
         lines.append("OpsState Timeline:")
-        rows = [[_ago(e.get("time"), now), e.get("from") or "-", e.get("to", ""), e.get("by", "")] for e in timeline]
+        # Recovery attempts (docs/recovery.md) are placed among the opsState changes they came between.
+        dated = [(parse_time(e.get("time")), 0, [_ago(e.get("time"), now), e.get("from") or "-", e.get("to", ""),
+                                                 e.get("by", "")]) for e in timeline]
+        dated += [(parse_time(e.get("startedAt")), 1, [_ago(e.get("startedAt"), now), "", "",
+                                                       f"recovery attempt {e.get('attempt')} ({e.get('kind')}): "
+                                                       f"{e.get('outcome')}"])
+                  for e in (status.get("recovery") or {}).get("history") or []]
+        rows = [row for _, _, row in sorted(dated, key=lambda d: (d[0], d[1]))]
         lines += ["  " + line for line in table(["WHEN", "FROM", "TO", "BY"], rows).splitlines()]
     lines += _recovery(status.get("recovery"), now)
     lines += _events(events, now)

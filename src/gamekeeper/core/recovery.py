@@ -144,8 +144,9 @@ def step_for(recovery: Recovery, attempt: int) -> RecoveryStep:
     return recovery.steps[min(attempt, len(recovery.steps) - 1)]
 
 
-def step_container(trigger: Trigger, step: RecoveryStep, first_container: str | None) -> str | None:
-    return step.container or trigger.quality.container_name or first_container
+def step_container(trigger: Trigger, step: RecoveryStep) -> str | None:
+    """The step's container, else the quality's; None: the pod's first container (the controller knows it)."""
+    return step.container or trigger.quality.container_name
 
 
 def step_timeout(step: RecoveryStep) -> int:
@@ -201,7 +202,8 @@ def _history_update(record: dict[str, Any], **changes: Any) -> None:
 
 
 def _base(record: Mapping[str, Any] | None) -> dict[str, Any]:
-    return {k: v for k, v in (record or {}).items()}
+    """A copy to change (the caller's record is never modified)."""
+    return dict(record or {})
 
 
 def decide(inp: RecoveryInput) -> Decision:
@@ -223,7 +225,7 @@ def decide(inp: RecoveryInput) -> Decision:
         # Between episodes the trigger is whatever the probe says now.
         current = find_trigger(inp.qualities, inp.conditions)
         if current is not None and trigger is not None and current.quality.name != trigger.quality.name:
-            record["attempt"] = 0  # another quality's recovery keeps its own count
+            record["attempt"] = 0  # a recovery of another quality: a count of its own
         matched = current is not None
         trigger = current or trigger
 
@@ -368,8 +370,7 @@ def _try_start(record: dict[str, Any], trigger: Trigger, inp: RecoveryInput) -> 
     if budget.in_flight >= slots:
         return _blocked(record, "maxInFlight", f"{budget.in_flight} servers of the set are in recovery "
                         f"(maxInFlight {max_in_flight})", now + IN_FLIGHT_RECHECK, now)
-    first = None
-    container = step_container(trigger, step, first)
+    container = step_container(trigger, step)
     attempt += 1
     stamp = format_time(now)
     record.update(quality=trigger.quality.name, action=trigger.action, phase="Acting", attempt=attempt,
