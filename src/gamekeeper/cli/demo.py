@@ -99,6 +99,33 @@ def healthy_scenario(state_dir: Path, examples: Path) -> None:
     _gk(state_dir, "events", "--type", "Warning")
 
 
+def _recovery(gs: dict[str, Any]) -> dict[str, Any]:
+    return dict((gs.get("status") or {}).get("recovery") or {})
+
+
+def recovery_scenario(state_dir: Path, examples: Path) -> None:
+    print("# Scenario 2 with automatic recovery (docs/recovery.md): the helper dies, the recovery action restarts\n"
+          "# it, the probe says healthy again; the game process and its players are untouched\n")
+    _gk(state_dir, "up", "-d", str(examples / "demo-gs-recovery.yaml"))
+    names = ["demo-gs-0", "demo-gs-1", "demo-gs-2"]
+    _wait(state_dir, "the probe has found every game server healthy (after initialDelaySeconds: 10 s)",
+          lambda gs: all(n in gs and _state(gs[n]) == "Ready" and _ops(gs[n]) == "None"
+                         and _result(gs[n]) == "healthy" for n in names))
+    _gk(state_dir, "get", "gs", "-o", "wide")
+    _gk(state_dir, "exec", "demo-gs-0", "--", "cat", "server.pid")
+    _gk(state_dir, "exec", "demo-gs-0", "--", "./fault.sh")
+    _wait(state_dir, "demo-gs-0's recovery has run", lambda gs: bool(_recovery(gs.get("demo-gs-0", {})).get("attempt")))
+    _gk(state_dir, "get", "gs", "-o", "wide")
+    _wait(state_dir, "the probe says healthy again and demo-gs-0 is back to None",
+          lambda gs: _recovery(gs.get("demo-gs-0", {})).get("phase") == "Healthy"
+          and _ops(gs.get("demo-gs-0", {})) == "None")
+    _gk(state_dir, "get", "gs", "-o", "wide")
+    print("# the game process kept running: the same pid as before the fault\n", flush=True)
+    _gk(state_dir, "exec", "demo-gs-0", "--", "cat", "server.pid")
+    _gk(state_dir, "describe", "gs", "demo-gs-0")
+    _gk(state_dir, "events", "--for", "gs/demo-gs-0")
+
+
 def _free(gs: dict[str, dict[str, Any]]) -> list[str]:
     return sorted(n for n, g in gs.items() if _ops(g) == "None" and _state(g) == "Ready")
 
@@ -143,9 +170,10 @@ def autoscale_scenario(state_dir: Path, examples: Path) -> None:
 
 
 def run_demo(scenario: str, state_dir: Path, keep: bool, examples: Path = EXAMPLES) -> int:
-    scenarios = {"idle": idle_scenario, "healthy": healthy_scenario, "autoscale": autoscale_scenario}
+    scenarios = {"idle": idle_scenario, "healthy": healthy_scenario, "recovery": recovery_scenario,
+                 "autoscale": autoscale_scenario}
     if scenario not in scenarios:
-        print(f"error: unknown scenario {scenario!r}; use idle, healthy or autoscale", file=sys.stderr)
+        print(f"error: unknown scenario {scenario!r}; use idle, healthy, recovery or autoscale", file=sys.stderr)
         return 2
     if not (examples / "images.yaml").exists():
         print(f"error: {examples}/images.yaml not found; run gk demo from the repository root", file=sys.stderr)

@@ -91,8 +91,21 @@ def gs_row(gs: dict[str, Any], now: datetime, wide: bool = False, pod: dict[str,
             str(restarts),
             ports_text(status.get("networkStatus")),
             results or "<none>",
+            recovery_text(status.get("recovery")),
         ]
     return row
+
+
+def recovery_text(record: dict[str, Any] | None) -> str:
+    """The RECOVERY column: the phase of status.recovery (docs/recovery.md), `-` when there is none."""
+    phase = (record or {}).get("phase") or "Idle"
+    if phase == "Idle":
+        return "-"
+    if phase == "Blocked":
+        return f"Blocked({(record or {}).get('blockedBy')})"
+    if phase in ("Acting", "Judging", "BackingOff"):
+        return f"{phase}:{(record or {}).get('kind')}#{(record or {}).get('attempt')}"
+    return f"{phase}({(record or {}).get('attempt', 0)})"
 
 
 def ports_text(network: dict[str, Any] | None) -> str:
@@ -110,7 +123,7 @@ def ports_text(network: dict[str, Any] | None) -> str:
 
 
 GS_HEADERS = ["NAME", "STATE", "OPSSTATE", "DP", "UP", "AGE"]
-GS_WIDE_HEADERS = [*GS_HEADERS, "GSS", "RESTARTS", "PORTS", "RESULTS"]
+GS_WIDE_HEADERS = [*GS_HEADERS, "GSS", "RESTARTS", "PORTS", "RESULTS", "RECOVERY"]
 GSS_HEADERS = ["NAME", "DESIRED", "CURRENT", "UPDATED", "READY", "MAINTAINING", "WAITTOBEDELETED", "PREDELETE", "AGE"]
 GSS_WIDE_HEADERS = [*GSS_HEADERS, "SELECTOR"]
 POD_HEADERS = ["NAME", "READY", "STATUS", "RESTARTS", "AGE"]

@@ -14,6 +14,8 @@ Least privilege, rule by rule (each verb is used by a named piece of the operato
 - apps controllerrevisions: the workload controller's template history;
 - events.k8s.io events: create, and patch to bump a repeated event's series;
 - apps.kruise.io podprobemarkers: the PodProbeMarker reconciler (path a; unused, and harmless, without Kruise);
+- apps.kruise.io containerrecreaterequests: a recovery's in-place container restart (docs/recovery.md), created
+  and read back (get) only; without OpenKruise the recovery recreates the pod instead (pods delete, above);
 - coordination.k8s.io leases, in the operator's namespace only: leader election (`create` cannot be limited
   by name in RBAC; get/update/patch are limited to the one Lease).
 Probe-path detection uses API discovery, which every authenticated client may read: no rule needed.
@@ -94,6 +96,7 @@ def cluster_role() -> dict[str, Any]:
             {"apiGroups": ["apps"], "resources": ["controllerrevisions"], "verbs": ALL_VERBS},
             {"apiGroups": ["events.k8s.io"], "resources": ["events"], "verbs": ["create", "patch"]},
             {"apiGroups": ["apps.kruise.io"], "resources": ["podprobemarkers"], "verbs": ALL_VERBS},
+            {"apiGroups": ["apps.kruise.io"], "resources": ["containerrecreaterequests"], "verbs": ["get", "create"]},
         ],
     }
 

@@ -33,6 +33,7 @@ from gamekeeper.control.queue import WorkQueue
 from gamekeeper.kube.client import KubeClient
 from gamekeeper.kube.leader import LeadershipLost, LeaseElector, LeaseTiming
 from gamekeeper.kube.ppm import PodProbeMarkerController
+from gamekeeper.kube.recovery import detect_restarter
 from gamekeeper.kube.resources import POD_PROBE_MARKER
 from gamekeeper.kube.runtime import KubeExecRuntime
 from gamekeeper.kube.store import KubeStore
@@ -285,10 +286,13 @@ class Operator:
             controller_store = EventTap(store, notifier, self.clock)
             tasks.append(asyncio.create_task(_run_notifier(notifier), name="notify"))
             log.info("notifications on: %s", ", ".join(f"{s.name} ({s.type})" for s in cfg.notify.sinks))
+        restarter, why = await detect_restarter(self.client)
+        log.info("recovery container restart: %s", why)
         manager = ControllerManager(
             controller_store, self.runtime, self.clock, resync_seconds=cfg.resync_seconds,
             change_listeners=[observability.on_change] if observability else None,
             observe_reconcile=observability.observe_reconcile if observability else None,
+            restarter=restarter,
             autoscale=False,
         )
         if self.probe_path == "kruise":
