@@ -17,8 +17,6 @@ from gamekeeper.kube.scalerpb import externalscaler_pb2_grpc as pb_grpc
 from gamekeeper.store.sqlite import SqliteState, SqliteStore
 from tests.kube.conftest import Cluster, seed_yaml
 
-pytestmark = pytest.mark.asyncio
-
 # The metadata an OpenKruiseGame user's ScaledObject sends (KEDA passes the trigger's metadata through).
 METADATA = {"scalerAddress": "gamekeeper-external-scaler.gamekeeper-system:6000", "minAvailable": "1"}
 
@@ -50,6 +48,7 @@ async def embedded_answer(cluster: Cluster, tmp: Path, metadata: dict[str, str])
     return outcome.scaler_desired
 
 
+@pytest.mark.asyncio
 async def test_grpc_scaler_answers_like_the_embedded_loop(cluster: Cluster, tmp_path: Path) -> None:
     operator, _, _ = cluster.start_operator(external_scaler_addr="127.0.0.1:0", probe="exec")
     await cluster.apply(seed_yaml("minecraft.yaml"))
@@ -86,3 +85,23 @@ async def test_grpc_scaler_answers_like_the_embedded_loop(cluster: Cluster, tmp_
         assert bad.value.code() == grpc.StatusCode.INVALID_ARGUMENT
         stream = stub.StreamIsActive(ref())
         assert [r async for r in stream] == []
+
+
+def test_manifests_serve_the_scaler_behind_its_service() -> None:
+    from typer.testing import CliRunner
+
+    from gamekeeper.kube.cli import kube_app
+    from gamekeeper.kube.manifests import InstallOptions, operator_manifests
+
+    docs = {d["kind"]: d for d in operator_manifests(InstallOptions())}
+    service = docs["Service"]
+    assert service["metadata"]["name"] == "gamekeeper-external-scaler"
+    assert service["spec"]["ports"][0]["port"] == 6000 and service["spec"]["ports"][0]["targetPort"] == "scaler"
+    container = docs["Deployment"]["spec"]["template"]["spec"]["containers"][0]
+    assert "--external-scaler-addr=0.0.0.0:6000" in container["args"]
+    assert {"name": "scaler", "containerPort": 6000, "protocol": "TCP"} in container["ports"]
+    off = {d["kind"]: d for d in operator_manifests(InstallOptions(external_scaler=False))}
+    assert "Service" not in off
+    assert "--external-scaler-addr=" in off["Deployment"]["spec"]["template"]["spec"]["containers"][0]["args"]
+    printed = CliRunner().invoke(kube_app, ["install", "--dry-run", "--no-external-scaler"])
+    assert printed.exit_code == 0 and "gamekeeper-external-scaler" not in printed.stdout

@@ -227,6 +227,9 @@ def install(
         help="Manage only this namespace (RBAC bound there only).", show_default=False)] = None,
     probe: Annotated[str, typer.Option(help="auto, kruise or exec.")] = "auto",
     leader_elect: Annotated[bool, typer.Option("--leader-elect/--no-leader-elect")] = True,
+    external_scaler: Annotated[bool, typer.Option(
+        "--external-scaler/--no-external-scaler",
+        help="KEDA's external-scaler gRPC API on port 6000 and its Service (docs/autoscaling.md).")] = True,
     kubeconfig: Kubeconfig = None,
     context: Context = None,
 ) -> None:
@@ -238,7 +241,8 @@ def install(
 
     try:
         opts = InstallOptions(namespace=namespace, image=image or DEFAULT_IMAGE, replicas=replicas,
-                              watch_namespace=watch_namespace, probe=probe, leader_elect=leader_elect)
+                              watch_namespace=watch_namespace, probe=probe, leader_elect=leader_elect,
+                              external_scaler=external_scaler)
     except ValueError as err:
         raise _fail(str(err), 2) from None
     docs = all_manifests(opts, crds=True, operator=not crds_only)
