@@ -251,3 +251,38 @@ async def test_in_place_update_restarts_the_container_whatever_the_restart_polic
         assert current is not None and current["status"]["phase"] == "Running"
         assert c.status("u-0")["restartCount"] == 1
         at_most_one(tmp_path / "state")
+
+
+@pytest.mark.slow
+def test_burst_with_the_real_controller_sigkilled_at_its_first_start(tmp_path: Path) -> None:
+    """The attack as found: `gk serve` SIGKILLed as soon as its log says "started container", during 0 -> 20."""
+    import time
+
+    from tests.fleet import Fleet, wait_for
+    from tests.test_resilience import custom_images, gss_doc
+
+    fleet = Fleet(tmp_path)
+    try:
+        custom_images(fleet, {"sleeper:1": {"command": ["sleep", GAME]}})
+        fleet.start()
+        doc = gss_doc("burst", "sleeper:1", replicas=20)
+        fleet.apply_yaml(doc)
+        deadline = time.monotonic() + 60
+        while "started container" not in fleet.log() and time.monotonic() < deadline:
+            time.sleep(0.005)
+        fleet.kill_controller()
+        at_most_one(fleet.state_dir)
+        fleet.start()
+
+        def settled() -> bool:
+            at_most_one(fleet.state_dir)
+            pods = fleet.pods()
+            return len(games(fleet.state_dir)) == 20 and len(pods) == 20 and all(
+                (p.get("status") or {}).get("phase") == "Running" for p in pods.values())
+
+        wait_for(settled, "20 pods running, one game process each", 90)
+        time.sleep(1)
+        at_most_one(fleet.state_dir)
+        assert len(games(fleet.state_dir)) == 20
+    finally:
+        fleet.stop()

@@ -707,7 +707,9 @@ class LocalKubelet:
         cwd.mkdir(parents=True, exist_ok=True)
         exit_file = self.paths.exit_file(pod, c.name)
         if record is not None and record.get("cid"):
-            clear_leftovers(str(record["cid"]), workdir)
+            # Its group, always; its directory only without an exit file (its supervisor was killed, so its game
+            # may still be going): a /proc scan per restart would cost a rolling update of thousands dearly.
+            clear_leftovers(str(record["cid"]), workdir, scan=not exit_file.exists())
         with contextlib.suppress(FileNotFoundError):
             exit_file.unlink()
         env = container_environment(pod, spec, self.images)
@@ -1005,7 +1007,7 @@ class LocalKubelet:
                 continue
 
 
-def clear_leftovers(cid: str, workdir: Path) -> None:
+def clear_leftovers(cid: str, workdir: Path, scan: bool = True) -> None:
     """Before a container starts again: nothing of its previous run may still run (as a container's end takes
     every process in it). Its game dies with its supervisor; this is the backstop for what the game started."""
     parsed = parse_container_id(cid)
@@ -1015,7 +1017,8 @@ def clear_leftovers(cid: str, workdir: Path) -> None:
         # No process has that pid, so a group with that id can only be what is left of the supervisor's own.
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(parsed[0], signal.SIGKILL)
-    kill_processes_under(workdir)
+    if scan:
+        kill_processes_under(workdir)
 
 
 def kill_processes_under(directory: Path) -> int:

@@ -45,6 +45,7 @@ import os
 import select
 import signal
 import subprocess
+import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -65,13 +66,17 @@ class Leftovers:
 
     Each run gets a token, `GK_PROBE=<scope>.<n>` in its environment, which its descendants inherit. Shortly
     after a run ends, one sweep of /proc (batched: one per `delay` for every run that ended meanwhile) kills every
-    process carrying a token of this scope whose run is no longer in flight.
+    process carrying a token of this scope whose run is no longer in flight. A sweep reads every process's
+    environment, so on a machine with many processes sweeps are spaced to take at most `SHARE` of the time.
     """
+
+    SHARE = 0.05
 
     def __init__(self, delay: float = 0.3) -> None:
         self.scope = f"{os.getpid()}-{next(_scopes)}"
         self.delay = delay
         self.killed = 0
+        self._cost = 0.0  # how long the last sweep took
         self._inflight: set[str] = set()
         self._count = itertools.count()
         self._pending: asyncio.TimerHandle | None = None
@@ -86,7 +91,8 @@ class Leftovers:
         self._inflight.discard(token)
         if self._pending is None:
             with contextlib.suppress(RuntimeError):  # no running loop (closing): close() sweeps
-                self._pending = asyncio.get_running_loop().call_later(self.delay, self._swept)
+                self._pending = asyncio.get_running_loop().call_later(
+                    max(self.delay, self._cost / self.SHARE), self._swept)
 
     def _swept(self) -> None:
         self._pending = None
@@ -103,6 +109,7 @@ class Leftovers:
         """Kill the marked processes of ended runs; returns how many."""
         needle, inflight, killed = self._needle, self._inflight, 0
         me = os.getpid()
+        began = time.monotonic()
         for entry in os.scandir("/proc"):
             name = entry.name
             if not name.isdigit() or int(name) == me:
@@ -123,6 +130,7 @@ class Leftovers:
                 os.kill(int(name), signal.SIGKILL)
                 killed += 1
         self.killed += killed
+        self._cost = time.monotonic() - began
         return killed
 
 
