@@ -101,6 +101,9 @@ def test_apply_warns_about_qualities_that_write_one_field() -> None:
     [obj] = load_documents(yaml.safe_dump(doc), "arena.yaml")
     [conflict] = [w for w in obj.warnings if "both write" in w]
     assert "'health' wins while its action matches" in conflict
+    doc["metadata"]["annotations"] = {"gamekeeper.io/reapply-qualities": "yes"}
+    [obj] = load_documents(yaml.safe_dump(doc), "arena.yaml")
+    assert any('"yes" is neither "true" nor "false"' in w for w in obj.warnings)
 
 
 # --- end to end ---------------------------------------------------------------------------------------------

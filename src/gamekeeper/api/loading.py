@@ -414,6 +414,10 @@ def semantic_warnings(kind: str, body: dict[str, Any]) -> list[str]:
                     f"spec.serviceQualities[{i}].serviceQualityAction[{j}].opsState: {_show(ops)} is a custom "
                     f"opsState (known: {', '.join(KNOWN_OPS_STATES)}); it ranks like None on scale-in"
                 )
+    reapply = (body["metadata"].get("annotations") or {}).get(REAPPLY_QUALITIES_KEY)
+    if reapply is not None and reapply not in ("true", "false"):
+        out.append(f"metadata.annotations[{REAPPLY_QUALITIES_KEY}]: {_show(reapply)} is neither \"true\" nor "
+                   "\"false\"; it is taken as false")
     out.extend(quality_conflicts(body))
     out.extend(network_checks(body["spec"])[1])
     return out
