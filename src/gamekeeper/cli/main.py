@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import signal
 import sqlite3
@@ -21,12 +20,11 @@ from rich.console import Console
 from rich.live import Live
 from rich.text import Text
 
-from gamekeeper.api.loading import InvalidObject, LoadedObject, load_documents, validate_object
-from gamekeeper.cli import printing
+from gamekeeper.api.loading import InvalidObject, LoadedObject, decode_yaml_bytes, load_documents
+from gamekeeper.cli import admission, printing
 from gamekeeper.cli.describe import describe_gs, describe_gss
 from gamekeeper.cli.rollout import rollout_app
 from gamekeeper.cli.state import state_app
-from gamekeeper.core.ordinals import reserve_id_problems
 from gamekeeper.embedded.fleet import (
     ControllerAlreadyRunning,
     EmbeddedController,
@@ -34,6 +32,7 @@ from gamekeeper.embedded.fleet import (
     remember_images,
     resolve_host_ports,
     resolve_state_dir,
+    running_api_url,
     running_controller_pid,
     stop_controller,
     stop_game_servers,
@@ -45,10 +44,10 @@ from gamekeeper.observe.server import parse_address
 from gamekeeper.ports.runtime import ContainerNotRunning
 from gamekeeper.ports.store import Conflict, NotFound
 from gamekeeper.runtime.adoption import find_supervisors, untracked, untracked_message
-from gamekeeper.runtime.images import ImageMap, UnknownImage, find_image_map, load_image_map
+from gamekeeper.runtime.images import ImageMap, find_image_map, load_image_map
 from gamekeeper.runtime.local import LocalPaths, LocalRuntime
 from gamekeeper.store.integrity import FIX, StateDamaged
-from gamekeeper.store.sqlite import SqliteState, Waker, merge_patch
+from gamekeeper.store.sqlite import SqliteState, Waker
 
 app = typer.Typer(
     name="gk",
@@ -64,8 +63,10 @@ KINDS = {
     "gs": "GameServer", "gameserver": "GameServer", "gameservers": "GameServer",
     "gss": "GameServerSet", "gameserverset": "GameServerSet", "gameserversets": "GameServerSet",
     "pod": "Pod", "pods": "Pod", "po": "Pod",
+    "so": "ScaledObject", "scaledobject": "ScaledObject", "scaledobjects": "ScaledObject",
 }
-RESOURCE = {"GameServer": "gameserver.game.kruise.io", "GameServerSet": "gameserverset.game.kruise.io", "Pod": "pod"}
+RESOURCE = {"GameServer": "gameserver.game.kruise.io", "GameServerSet": "gameserverset.game.kruise.io", "Pod": "pod",
+            "ScaledObject": "scaledobject.keda.sh"}
 
 StateDir = Annotated[
     Path | None,
@@ -95,6 +96,23 @@ NotifyFile = Annotated[
     typer.Option("--notify", help="Send events to the sinks in this YAML file (webhook, Slack, DingTalk); "
                  "see docs/notifications.md.", show_default=False),
 ]
+ApiAddr = Annotated[
+    str | None,
+    typer.Option("--api-addr", metavar="HOST:PORT", show_default=False,
+                 help="Serve the ops API and the web dashboard on HOST:PORT (a bare PORT is loopback; port 0 picks "
+                 "one); see docs/dashboard.md."),
+]
+ApiTokenFile = Annotated[
+    Path | None,
+    typer.Option("--api-token-file", show_default=False,
+                 help="Bearer token for API writes (first line of FILE; default: $GAMEKEEPER_API_TOKEN). Without "
+                 "one the API is read-only; a non-loopback --api-addr needs one."),
+]
+Dashboard = Annotated[
+    bool,
+    typer.Option("--dashboard", help="Serve the web dashboard (on --api-addr, default 127.0.0.1:8080) and print "
+                 "its URL."),
+]
 Images = Annotated[
     Path | None,
     typer.Option("--images", help="Image map YAML (default: $GAMEKEEPER_IMAGES, images.yaml beside the applied "
@@ -118,7 +136,7 @@ def _open(state_dir: Path | None) -> SqliteState:
 def _kind(word: str) -> str:
     kind = KINDS.get(word.lower())
     if kind is None:
-        raise fail(f'unknown resource type "{word}"; use gs, gss or pod')
+        raise fail(f'unknown resource type "{word}"; use gs, gss, pod or so')
     return kind
 
 
@@ -142,26 +160,6 @@ def _images(state_dir: Path, explicit: Path | None, near: list[Path], required: 
 
 
 # --- apply ---------------------------------------------------------------------------------------------------
-
-
-def _check_images(obj: LoadedObject, images: ImageMap) -> list[str]:
-    problems: list[str] = []
-    if obj.kind != "GameServerSet":
-        return problems
-    for i, c in enumerate(obj.body["spec"]["gameServerTemplate"]["spec"]["containers"]):
-        try:
-            images.resolve(c.get("image") or "")
-        except UnknownImage as e:
-            problems.append(f"{obj.source}: spec.gameServerTemplate.spec.containers[{i}].image: {e}")
-    return problems
-
-
-def _check_semantics(obj: LoadedObject) -> list[str]:
-    problems = []
-    if obj.kind == "GameServerSet":
-        for line in reserve_id_problems(obj.body["spec"].get("reserveGameServerIds")):
-            problems.append(f"{obj.source}: spec.reserveGameServerIds{line}")
-    return problems
 
 
 def apply_objects(state: SqliteState, objects: list[LoadedObject]) -> list[str]:
@@ -201,20 +199,19 @@ def _load_files(files: list[Path], state_dir: Path, images_opt: Path | None) -> 
     objects: list[LoadedObject] = []
     for file in files:
         try:
-            text = sys.stdin.read() if str(file) == "-" else file.read_text()
+            data = sys.stdin.buffer.read() if str(file) == "-" else file.read_bytes()
         except OSError as e:
             problems.append(f"{file}: cannot read: {e.strerror}")
             continue
         try:
-            objects.extend(load_documents(text, str(file)))
+            objects.extend(load_documents(decode_yaml_bytes(data, str(file)), str(file)))
         except InvalidObject as e:
             problems.extend(e.problems)
     if not problems:
         needs_images = any(o.kind == "GameServerSet" for o in objects)
         images = _images(state_dir, images_opt, [f for f in files if str(f) != "-"], required=needs_images)
         for obj in objects:
-            problems.extend(_check_images(obj, images))
-            problems.extend(_check_semantics(obj))
+            problems.extend(admission.admit(obj, images))
     if problems:
         for line in problems:
             err.print(Text(f"error: {line}", style="red"))
@@ -266,9 +263,30 @@ def _load_notify(path: Path | None) -> NotifyConfig | None:
     return config
 
 
+def _api_options(api_addr: str | None, token_file: Path | None, dashboard: bool) -> tuple[str | None, str | None]:
+    """The API address (None: off) and token, checked before anything starts."""
+    from gamekeeper.observe.api_auth import check_api_options, load_token
+
+    if dashboard and api_addr is None:
+        api_addr = "127.0.0.1:8080"
+    if api_addr is None:
+        return None, None
+    try:
+        token = load_token(token_file)
+        check_api_options(api_addr, token)
+    except ValueError as e:
+        raise fail(str(e)) from None
+    return api_addr, token
+
+
+def _print_dashboard_url(url: str) -> None:
+    err.print(f"dashboard: {url}", highlight=False)
+
+
 def _run_controller(
     sd: Path, images: ImageMap, live: bool, metrics_addr: str | None = None, notify: NotifyConfig | None = None,
     host_port_range: str | None = None, host_port_address: str | None = None,
+    api_addr: str | None = None, api_token: str | None = None,
 ) -> None:
     if metrics_addr:
         try:
@@ -277,7 +295,8 @@ def _run_controller(
             raise fail(f"--metrics-addr: {e}") from None
     try:
         controller = EmbeddedController(sd, images, metrics_addr=metrics_addr, notify=notify,
-                                        host_port_range=host_port_range, host_port_address=host_port_address)
+                                        host_port_range=host_port_range, host_port_address=host_port_address,
+                                        api_addr=api_addr, api_token=api_token, on_api_url=_print_dashboard_url)
     except ValueError as e:
         raise fail(str(e)) from None
 
@@ -335,14 +354,19 @@ def serve(
     notify: NotifyFile = None,
     host_port_range: HostPortRange = None,
     host_port_address: HostPortAddress = None,
+    api_addr: ApiAddr = None,
+    api_token_file: ApiTokenFile = None,
+    dashboard: Dashboard = False,
 ) -> None:
     """Run the controller in the foreground (no table). Game servers survive its exit."""
     sd = resolve_state_dir(state_dir)
+    api, token = _api_options(api_addr, api_token_file, dashboard)
     image_map = _images(sd, images, [], required=True)
     notify_config = _load_notify(notify)
     _setup_logging(log_level, log_format)
     _run_controller(sd, image_map, live=False, metrics_addr=metrics_addr, notify=notify_config,
-                    host_port_range=host_port_range, host_port_address=host_port_address)
+                    host_port_range=host_port_range, host_port_address=host_port_address, api_addr=api,
+                    api_token=token)
 
 
 @app.command()
@@ -355,9 +379,13 @@ def up(
     notify: NotifyFile = None,
     host_port_range: HostPortRange = None,
     host_port_address: HostPortAddress = None,
+    api_addr: ApiAddr = None,
+    api_token_file: ApiTokenFile = None,
+    dashboard: Dashboard = False,
 ) -> None:
     """Apply FILES, then run the controller with a live table (Ctrl-C stops the controller only)."""
     sd = resolve_state_dir(state_dir)
+    api, token = _api_options(api_addr, api_token_file, dashboard)
     try:
         resolve_host_ports(host_port_range, host_port_address)  # before anything is applied
     except ValueError as e:
@@ -374,20 +402,30 @@ def up(
         return
     if detach:
         pid = start_background_controller(sd, image_map, metrics_addr, notify.resolve() if notify else None,
-                                          host_port_range, host_port_address)
+                                          host_port_range, host_port_address, api,
+                                          api_token_file.resolve() if api_token_file else None)
         print(f"controller started in the background (pid {pid}); logs: {sd / 'controller.log'}")
+        if api is not None:
+            url = _wait_api_url(sd)
+            print(f"dashboard: {url}" if url else f"the API did not start; see {sd / 'controller.log'}")
         return
     _setup_logging("warning", "text", open(sd / "controller.log", "a"))  # noqa: SIM115 - lives as long as the process
     _run_controller(sd, image_map, live=True, metrics_addr=metrics_addr, notify=notify_config,
-                    host_port_range=host_port_range, host_port_address=host_port_address)
+                    host_port_range=host_port_range, host_port_address=host_port_address, api_addr=api,
+                    api_token=token)
 
 
 def start_background_controller(
     sd: Path, image_map: ImageMap, metrics_addr: str | None = None, notify: Path | None = None,
     host_port_range: str | None = None, host_port_address: str | None = None,
+    api_addr: str | None = None, api_token_file: Path | None = None,
 ) -> int:
     log_file = open(sd / "controller.log", "ab")  # noqa: SIM115 - handed to the child
     cmd = [sys.executable, "-m", "gamekeeper", "serve", "--state-dir", str(sd)]
+    if api_addr:
+        cmd += ["--api-addr", api_addr]  # a token from $GAMEKEEPER_API_TOKEN reaches the child by inheritance
+    if api_token_file is not None:
+        cmd += ["--api-token-file", str(api_token_file)]
     if metrics_addr:
         cmd += ["--metrics-addr", metrics_addr]
     if host_port_range:
@@ -413,6 +451,47 @@ def start_background_controller(
     return proc.pid
 
 
+def _wait_api_url(sd: Path, timeout: float = 15.0) -> str | None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        url = running_api_url(sd)
+        if url:
+            return url
+        time.sleep(0.05)
+    return None
+
+
+@app.command()
+def dashboard(
+    state_dir: StateDir = None,
+    images: Images = None,
+    api_addr: ApiAddr = None,
+    api_token_file: ApiTokenFile = None,
+    open_browser: Annotated[bool, typer.Option("--open/--no-open", help="Open it in a web browser.")] = False,
+) -> None:
+    """Print (or open) the web dashboard's URL; starts a controller serving it if none is running."""
+    sd = resolve_state_dir(state_dir)
+    url = running_api_url(sd)
+    if url is None:
+        if running_controller_pid(sd) is not None:
+            raise fail(f"the controller running for {sd} (pid {running_controller_pid(sd)}) serves no dashboard; "
+                       "restart it with --dashboard (gk down stops everything; or stop `gk serve` and run "
+                       "`gk serve --dashboard`)")
+        api, _ = _api_options(api_addr or "127.0.0.1:0", api_token_file, True)
+        image_map = _images(sd, images, [], required=True)
+        pid = start_background_controller(sd, image_map, api_addr=api,
+                                          api_token_file=api_token_file.resolve() if api_token_file else None)
+        print(f"controller started in the background (pid {pid}); logs: {sd / 'controller.log'}")
+        url = _wait_api_url(sd)
+        if url is None:
+            raise fail(f"the dashboard did not come up; see {sd / 'controller.log'}")
+    print(url)
+    if open_browser:
+        import webbrowser
+
+        webbrowser.open(url)
+
+
 @app.command()
 def down(state_dir: StateDir = None) -> None:
     """Stop the controller and every game server, and remove the fleet's objects (events are kept)."""
@@ -428,7 +507,7 @@ def down(state_dir: StateDir = None) -> None:
         print(f"stopped the game servers of {count} pod director(ies); the state database was left as it is")
         return
     stopped = stop_game_servers(state)
-    for kind in ("Pod", "GameServer", "Workload", "GameServerSet"):
+    for kind in ("ScaledObject", "Pod", "GameServer", "Workload", "GameServerSet"):
         for obj in state.list(kind):
             meta = obj["metadata"]
             with contextlib.suppress(NotFound):
@@ -488,6 +567,8 @@ def _render(state: SqliteState, kind: str, namespace: str | None, name: str | No
     if kind == "GameServerSet":
         return printing.table(printing.GSS_WIDE_HEADERS if wide else printing.GSS_HEADERS,
                               [printing.gss_row(o, now, wide) for o in items])
+    if kind == "ScaledObject":
+        return printing.table(printing.SO_HEADERS, [printing.so_row(o, now) for o in items])
     return printing.table(printing.POD_HEADERS, [printing.pod_row(o, now) for o in items])
 
 
@@ -501,7 +582,7 @@ def _warn_untracked(state: SqliteState) -> None:
 
 @app.command()
 def get(
-    resource: Annotated[str, typer.Argument(help="gs, gss or pod")],
+    resource: Annotated[str, typer.Argument(help="gs, gss, pod or so (scaledobject)")],
     name: Annotated[str | None, typer.Argument()] = None,
     output: Annotated[str | None, typer.Option("--output", "-o", help="wide, yaml, json or name")] = None,
     namespace: Namespace = "default",
@@ -639,11 +720,16 @@ def scale(
     except NotFound:
         raise fail(f'gameserverset.game.kruise.io "{name}" not found') from None
     print(f"gameserverset.game.kruise.io/{name} scaled")
+    owner = next((so for so in state.list("ScaledObject", namespace)
+                  if so["spec"]["scaleTargetRef"]["name"] == name), None)
+    if owner is not None:
+        err.print(Text(f"warning: scaledobject.keda.sh/{owner['metadata']['name']} scales this set: it will override "
+                       "--replicas at its next poll (delete the ScaledObject to scale by hand)", style="yellow"))
 
 
 @app.command()
 def patch(
-    resource: Annotated[str, typer.Argument(help="gs or gss")],
+    resource: Annotated[str, typer.Argument(help="gs, gss or so")],
     name: Annotated[str, typer.Argument()],
     patch_text: Annotated[str, typer.Option("--patch", "-p", help="The patch, as JSON.")],
     type_: Annotated[str, typer.Option("--type", help="Only merge is supported.")] = "merge",
@@ -655,27 +741,22 @@ def patch(
     if type_ != "merge":
         raise fail(f'--type {type_} is not supported; use --type merge (a JSON merge patch, RFC 7386)')
     try:
-        body = json.loads(patch_text)
-    except json.JSONDecodeError as e:
-        raise fail(f"--patch: invalid JSON at line {e.lineno}, column {e.colno}: {e.msg}") from None
-    if not isinstance(body, dict):
-        raise fail("--patch: expected a JSON object, e.g. '{\"spec\":{\"opsState\":\"Allocated\"}}'")
-    state = _open(state_dir)
+        body = admission.parse_patch(patch_text)
+    except InvalidObject as e:
+        raise fail(e.problems[0]) from None
+    sd = resolve_state_dir(state_dir)
+    state = SqliteState(sd)
+    images = _images(sd, None, [], required=False) if kind != "GameServer" else None
     for _ in range(20):
         current = state.get(kind, namespace, name)
         if current is None:
             raise fail(f'{RESOURCE[kind]} "{name}" not found')
-        merged = merge_patch(current, body)
-        if kind in ("GameServer", "GameServerSet"):
-            check = {k: v for k, v in merged.items() if k != "status"}
-            check["metadata"] = {k: v for k, v in merged["metadata"].items()
-                                 if k in ("name", "namespace", "labels", "annotations")}
-            try:
-                validate_object(check, "patch")
-            except InvalidObject as e:
-                for line in e.problems:
-                    err.print(Text(f"error: {line.removeprefix('patch: ')}", style="red"))
-                raise fail("nothing was patched") from None
+        try:
+            admission.admit_patch(kind, current, body, images)
+        except InvalidObject as e:
+            for line in e.problems:
+                err.print(Text(f"error: {line}", style="red"))
+            raise fail("nothing was patched") from None
         try:
             result = state.patch(kind, namespace, name, body, resource_version=current["metadata"]["resourceVersion"])
         except Conflict:
@@ -687,7 +768,7 @@ def patch(
 
 @app.command()
 def delete(
-    resource: Annotated[str, typer.Argument(help="gs, gss or pod")],
+    resource: Annotated[str, typer.Argument(help="gs, gss, pod or so")],
     names: Annotated[list[str], typer.Argument()],
     namespace: Namespace = "default",
     state_dir: StateDir = None,
@@ -782,7 +863,9 @@ def exec(
 
 @app.command()
 def demo(
-    scenario: Annotated[str, typer.Argument(help="idle (the seed's first scenario) or healthy (the second)")] = "idle",
+    scenario: Annotated[str, typer.Argument(
+        help="idle (the seed's first scenario), healthy (the second), recovery (the second, repaired "
+             "automatically, docs/recovery.md) or autoscale (docs/autoscaling.md)")] = "idle",
     state_dir: StateDir = None,
     keep: Annotated[bool, typer.Option(help="Leave the fleet running at the end.")] = False,
 ) -> None:

@@ -91,8 +91,21 @@ def gs_row(gs: dict[str, Any], now: datetime, wide: bool = False, pod: dict[str,
             str(restarts),
             ports_text(status.get("networkStatus")),
             results or "<none>",
+            recovery_text(status.get("recovery")),
         ]
     return row
+
+
+def recovery_text(record: dict[str, Any] | None) -> str:
+    """The RECOVERY column: the phase of status.recovery (docs/recovery.md), `-` when there is none."""
+    phase = (record or {}).get("phase") or "Idle"
+    if phase == "Idle":
+        return "-"
+    if phase == "Blocked":
+        return f"Blocked({(record or {}).get('blockedBy')})"
+    if phase in ("Acting", "Judging", "BackingOff"):
+        return f"{phase}:{(record or {}).get('kind')}#{(record or {}).get('attempt')}"
+    return f"{phase}({(record or {}).get('attempt', 0)})"
 
 
 def ports_text(network: dict[str, Any] | None) -> str:
@@ -110,7 +123,7 @@ def ports_text(network: dict[str, Any] | None) -> str:
 
 
 GS_HEADERS = ["NAME", "STATE", "OPSSTATE", "DP", "UP", "AGE"]
-GS_WIDE_HEADERS = [*GS_HEADERS, "GSS", "RESTARTS", "PORTS", "RESULTS"]
+GS_WIDE_HEADERS = [*GS_HEADERS, "GSS", "RESTARTS", "PORTS", "RESULTS", "RECOVERY"]
 GSS_HEADERS = ["NAME", "DESIRED", "CURRENT", "UPDATED", "READY", "MAINTAINING", "WAITTOBEDELETED", "PREDELETE", "AGE"]
 GSS_WIDE_HEADERS = [*GSS_HEADERS, "SELECTOR"]
 POD_HEADERS = ["NAME", "READY", "STATUS", "RESTARTS", "AGE"]
@@ -164,3 +177,25 @@ def to_output(objects: list[dict[str, Any]], fmt: str, single: bool) -> str:
     if fmt == "json":
         return json.dumps(data, indent=4)
     return yaml.safe_dump(data, sort_keys=False, default_flow_style=False).rstrip()
+
+
+SO_HEADERS = ["NAME", "SCALETARGETKIND", "SCALETARGETNAME", "MIN", "MAX", "DESIRED", "LAST-SCALE", "AGE"]
+
+
+def so_row(so: dict[str, Any], now: datetime) -> list[str]:
+    """A ScaledObject: KEDA's first columns, then the scaler's last answer and how long ago it last scaled."""
+    spec = so.get("spec") or {}
+    status = so.get("status") or {}
+    ref = spec.get("scaleTargetRef") or {}
+    last = status.get("lastScaleTime")
+    return [
+        so["metadata"]["name"],
+        status.get("scaleTargetKind") or f"{ref.get('apiVersion', '')}.{ref.get('kind', '')}",
+        str(ref.get("name", "")),
+        str(spec.get("minReplicaCount", 0)),
+        str(spec.get("maxReplicaCount", 100)),
+        _text(status.get("desiredReplicas")),
+        human_duration((now - parse_time(last)).total_seconds()) if last else "<none>",
+        age(so, now),
+    ]
+

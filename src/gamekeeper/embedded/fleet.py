@@ -22,7 +22,14 @@ from gamekeeper.observe.notify_config import NotifyConfig
 from gamekeeper.observe.notify_source import notifications_running
 from gamekeeper.observe.wiring import Observability
 from gamekeeper.runtime.images import ImageMap
-from gamekeeper.runtime.local import LocalKubelet, LocalRuntime, alive, kill_processes_under, parse_container_id
+from gamekeeper.runtime.local import (
+    LocalKubelet,
+    LocalRestarter,
+    LocalRuntime,
+    alive,
+    kill_processes_under,
+    parse_container_id,
+)
 from gamekeeper.runtime.network import PodNetwork, network_dir, stop_proxy
 from gamekeeper.runtime.pidlock import PidLock
 from gamekeeper.store.integrity import pod_dirs
@@ -33,6 +40,7 @@ log = logging.getLogger("gamekeeper.embedded")
 HOME_ENV = "GAMEKEEPER_HOME"
 HOST_PORT_RANGE_ENV = "GAMEKEEPER_HOST_PORT_RANGE"
 HOST_PORT_ADDRESS_ENV = "GAMEKEEPER_HOST_PORT_ADDRESS"
+API_FILE = "api.json"
 
 
 def resolve_state_dir(explicit: Path | None) -> Path:
@@ -119,7 +127,11 @@ class EmbeddedController:
         notify: NotifyConfig | None = None,
         host_port_range: str | None = None,
         host_port_address: str | None = None,
+        api_addr: str | None = None,
+        api_token: str | None = None,
+        on_api_url: Callable[[str], None] | None = None,
     ) -> None:
+        self.api_addr, self.api_token, self.on_api_url = api_addr, api_token, on_api_url
         self.host_ports, self.host_port_address = resolve_host_ports(host_port_range, host_port_address)
         self.metrics_addr = metrics_addr
         self.notify = notify
@@ -155,7 +167,10 @@ class EmbeddedController:
                 store, runtime, self.clock, resync_seconds=self.resync_seconds, pod_listeners=[kubelet.enqueue],
                 change_listeners=[observability.on_change] if observability else [],
                 observe_reconcile=observability.observe_reconcile if observability else None,
+                restarter=LocalRestarter(store),
             )
+            if self.api_addr is not None:
+                await self._start_api(store, cleanup)
             tasks = [
                 asyncio.create_task(kubelet.run(), name="kubelet"),
                 asyncio.create_task(self.manager.run(), name="manager"),
@@ -180,6 +195,34 @@ class EmbeddedController:
             await notifications.aclose()  # after the controllers: their last events still go out
             state.close()
             lock.release()
+
+    async def _start_api(self, store: SqliteStore, cleanup: contextlib.AsyncExitStack) -> None:
+        from gamekeeper.observe.api import OpsApi, local_log_reader  # aiohttp: only when the API is on
+
+        assert self.api_addr is not None
+        api = OpsApi(store, self.clock, self.api_addr, self.api_token, logs=local_log_reader(self.state_dir))
+        url = await api.start()
+        cleanup.push_async_callback(api.stop)
+        # `gk dashboard` finds a running controller's API here.
+        where = self.state_dir / API_FILE
+        where.write_text(json.dumps({"url": url, "pid": os.getpid()}) + "\n")
+        cleanup.callback(lambda: where.unlink(missing_ok=True))
+        log.info("ops API and dashboard on %s", url)
+        if self.on_api_url is not None:
+            self.on_api_url(url)
+
+
+def running_api_url(state_dir: Path) -> str | None:
+    """The API address of the controller running for this state directory, if it serves one."""
+    pid = running_controller_pid(state_dir)
+    try:
+        data = json.loads((state_dir / API_FILE).read_text())
+    except (OSError, ValueError):
+        return None
+    if pid is None or not isinstance(data, dict) or data.get("pid") != pid:
+        return None
+    url = data.get("url")
+    return url if isinstance(url, str) else None
 
 
 def stop_controller(state_dir: Path, timeout: float = 10.0) -> bool:

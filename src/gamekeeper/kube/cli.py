@@ -103,6 +103,9 @@ def operator(
     notify: Annotated[Path | None, typer.Option(
         "--notify", help="Send events to the sinks in this YAML file (see docs/notifications.md).",
         show_default=False)] = None,
+    external_scaler_addr: Annotated[str, typer.Option(
+        help="Serve KEDA's external-scaler gRPC API (OpenKruiseGame's scaler) on HOST:PORT while leading; '' turns "
+        "it off. See docs/autoscaling.md.")] = "0.0.0.0:6000",
 ) -> None:
     """Run the controllers against the Kubernetes API (in a pod: in-cluster credentials)."""
     _setup_logging(log_level, log_format)
@@ -123,13 +126,19 @@ def operator(
             parse_address(metrics_addr)
         except ValueError as err:
             raise _fail(f"--metrics-addr: {err}", 2) from None
+    if external_scaler_addr:
+        try:
+            host, port = parse_address(external_scaler_addr)
+            external_scaler_addr = f"{host}:{port}"
+        except ValueError as err:
+            raise _fail(f"--external-scaler-addr: {err}", 2) from None
     probe_choice: ProbeChoice = "kruise" if probe == "kruise" else "exec" if probe == "exec" else "auto"
     config = OperatorConfig(
         namespace=namespace, probe=probe_choice, leader_elect=leader_elect, lease_name=lease_name,
         lease_namespace=lease_namespace or os.environ.get("POD_NAMESPACE") or DEFAULT_NAMESPACE,
         identity=identity or default_identity(), timing=timing, resync_seconds=resync,
         exec_concurrency=exec_concurrency, health_host=health_host, health_port=health_port,
-        metrics_addr=metrics_addr, notify=notify_config,
+        metrics_addr=metrics_addr, notify=notify_config, external_scaler_addr=external_scaler_addr or None,
     )
 
     async def main() -> None:

@@ -57,6 +57,10 @@ FINALIZER = "gamekeeper.io/local-runtime"
 BACKOFF_START = 10.0
 BACKOFF_MAX = 300.0
 BACKOFF_RESET_AFTER = 600.0
+# A recovery's "restart this container in place" (docs/recovery.md): a new value of this pod annotation restarts
+# that one container once. The value each container was started under is kept in its spec record, so neither a
+# restarted controller nor a repeated write restarts it twice.
+RESTART_ANNOTATION_PREFIX = "recovery.gamekeeper.io/restart-"
 
 _WRAPPER = r"""
 "$@" &
@@ -274,7 +278,7 @@ class LocalRuntime:
         if status is None or "running" not in (status.get("state") or {}):
             raise ContainerNotRunning(f'container {spec["name"]} of {pod["metadata"]["name"]} is not running')
         workdir = self.paths.workdir(pod, spec["name"])
-        cwd = workdir / spec["workingDir"].lstrip("/") if spec.get("workingDir") else workdir
+        cwd = container_cwd(workdir, spec.get("workingDir"))
         return cwd, container_environment(pod, spec, self.images)
 
     async def exec(
@@ -282,6 +286,30 @@ class LocalRuntime:
     ) -> ExecResult:
         cwd, env = self.exec_context(pod, container or None)
         return await run_with_timeout(command, cwd, env, timeout)
+
+
+class LocalRestarter:
+    """ContainerRestarter for embedded mode: the local kubelet restarts a container when its annotation changes."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    async def restart_container(self, pod: dict[str, Any], container: str, token: str) -> str:
+        meta = pod["metadata"]
+        key = RESTART_ANNOTATION_PREFIX + container
+        await self.store.patch("Pod", meta["namespace"], meta["name"], {"metadata": {"annotations": {key: token}}})
+        return f"asked the local kubelet to restart container {container} ({key}={token})"
+def container_cwd(workdir: Path, working_dir: str | None) -> Path:
+    """A container's workingDir, inside its working directory; OSError (RunContainerError) if it would leave it.
+
+    Admission refuses '..' already; this holds for a pod that did not pass it and for a symlink in the image.
+    """
+    if not working_dir:
+        return workdir
+    cwd = workdir / working_dir.lstrip("/")
+    if not cwd.resolve().is_relative_to(workdir.resolve()):
+        raise OSError(f"workingDir {working_dir!r} leaves the container's directory")
+    return cwd
 
 
 @dataclass
@@ -301,6 +329,7 @@ class _Container:
     spec_hash: str | None = None  # container_spec_hash of what it was last started from (None: unknown)
     image: str | None = None  # the image it was last started from
     replacing: bool = False  # stopped because its definition changed: start again at once
+    restart_token: str | None = None  # the RESTART_ANNOTATION_PREFIX value it was started under
     stop_task: asyncio.Task[None] | None = None
 
 
@@ -479,10 +508,12 @@ class LocalKubelet:
             if c.stop_task is not None:
                 continue  # being stopped for a new definition: started again once it is down
             changed = c.spec_hash is not None and c.spec_hash != container_spec_hash(spec)
+            token = (meta.get("annotations") or {}).get(RESTART_ANNOTATION_PREFIX + c.name)
+            asked = token is not None and token != c.restart_token
             if c.cid and alive(c.cid):
-                if changed:
-                    log.info("container %s of %s changed (%s): restarting it", c.name, name,
-                             self._what_changed(c, spec))
+                if changed or asked:
+                    log.info("container %s of %s %s: restarting it", c.name, name,
+                             f"changed ({self._what_changed(c, spec)})" if changed else f"restart asked ({token})")
                     c.replacing = True
                     c.stop_task = self._spawn(self._stop_for_change(pod, c), f"restart {namespace}/{name}/{c.name}")
                 continue
@@ -544,10 +575,12 @@ class LocalKubelet:
             return None
         return data if isinstance(data, dict) else None
 
-    def _write_spec_record(self, pod: Obj, container: str, digest: str, image: str) -> None:
+    def _write_spec_record(
+        self, pod: Obj, container: str, digest: str, image: str, restart: str | None = None
+    ) -> None:
         path = self.paths.spec_file(pod, container)
         tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(json.dumps({"hash": digest, "image": image}) + "\n")
+        tmp.write_text(json.dumps({"hash": digest, "image": image, "restart": restart}) + "\n")
         tmp.replace(path)
 
     def _adopt(self, pod: Obj) -> _Pod:
@@ -562,6 +595,7 @@ class LocalKubelet:
             record = self._read_spec_record(pod, c.name)
             if record is not None:
                 c.spec_hash, c.image = record.get("hash"), record.get("image")
+                c.restart_token = record.get("restart")
             elif running and c.name in specs:
                 # Started by a version that kept no record: take it to run what the pod says, so that upgrading
                 # the controller restarts nothing; a later change is then noticed as usual.
@@ -600,7 +634,7 @@ class LocalKubelet:
         if not workdir.exists():
             workdir.parent.mkdir(parents=True, exist_ok=True)
             shutil.copytree(image.directory, workdir, symlinks=True)
-        cwd = workdir / spec["workingDir"].lstrip("/") if spec.get("workingDir") else workdir
+        cwd = container_cwd(workdir, spec.get("workingDir"))
         cwd.mkdir(parents=True, exist_ok=True)
         exit_file = self.paths.exit_file(pod, c.name)
         with contextlib.suppress(FileNotFoundError):
@@ -621,7 +655,9 @@ class LocalKubelet:
             )
         start = process_start_time(proc.pid)
         digest = container_spec_hash(spec)
-        self._write_spec_record(pod, c.name, digest, reference)
+        token = (pod["metadata"].get("annotations") or {}).get(RESTART_ANNOTATION_PREFIX + c.name)
+        self._write_spec_record(pod, c.name, digest, reference, token)
+        c.restart_token = token
         if c.spec_hash is not None and c.spec_hash != digest:
             c.backoff = -1.0  # a new definition starts with a back-off of its own
         c.spec_hash, c.image, c.replacing = digest, reference, False
