@@ -105,4 +105,4 @@ def test_good_recovery_spec_and_plain_okg_yaml_apply(fleet: Fleet) -> None:
 
 def test_demo_names_the_recovery_scenario(fleet: Fleet) -> None:
     proc = fleet.gk("demo", "nope", check=False)
-    assert proc.returncode == 2 and "use idle, healthy, recovery or autoscale" in proc.stderr
+    assert proc.returncode == 2 and "unknown scenario 'nope'" in proc.stderr and "recovery" in proc.stderr

@@ -5,6 +5,7 @@ documented fallback, recreating the pod (the GameServer survives)."""
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 from typing import Any
 
@@ -137,3 +138,49 @@ async def test_operator_stopped_mid_step_never_runs_it_again(cluster: Cluster) -
     assert rec["attempt"] == 1 and [e["outcome"] for e in rec["history"]] == ["Succeeded"]
     assert recover_calls == ["demo-gs-0"]  # run once, across the two operators
     assert len(cluster.events(name="demo-gs-0", reason="RecoveryStarted")) == 1
+
+
+async def test_max_in_flight_one_recovers_a_broken_set_one_server_at_a_time(cluster: Cluster) -> None:
+    games = cluster.games
+    running: list[str] = []
+    peak = 0
+
+    async def slow_recover(namespace: str, pod: str, container: str, command: list[str]) -> tuple[int, bytes, bytes]:
+        nonlocal peak
+        if command != ["./recover.sh"]:
+            return await games(namespace, pod, container, command)
+        running.append(pod)
+        peak = max(peak, len(running))
+        await asyncio.sleep(0.5)
+        running.remove(pod)
+        return await games(namespace, pod, container, command)
+
+    cluster.world.exec_handler = slow_recover
+    cluster.start_operator()
+    doc = recovery_yaml([{"kind": "exec", "command": ["./recover.sh"], "timeoutSeconds": 5}])
+    doc["spec"]["replicas"] = 3
+    doc["spec"]["recoveryPolicy"] = {"maxInFlight": 1}
+    await cluster.apply(doc)
+    names = ["demo-gs-0", "demo-gs-1", "demo-gs-2"]
+
+    def results() -> list[str | None]:
+        out = []
+        for n in names:
+            conditions = ((cluster.gameservers().get(n) or {}).get("status") or {}).get(
+                "serviceQualitiesConditions") or [{}]
+            out.append(conditions[0].get("result"))
+        return out
+
+    await cluster.eventually("all healthy", lambda: results() == ["healthy"] * 3)
+    games.broken.update(names)
+
+    def records() -> list[dict[str, Any]]:
+        return [dict((cluster.gameservers()[n].get("status") or {}).get("recovery") or {}) for n in names]
+
+    await cluster.eventually("all repaired", lambda: [r.get("phase") for r in records()] == ["Healthy"] * 3,
+                             timeout=60)
+    assert peak == 1
+    attempts = sorted((r["history"][0]["startedAt"], r["history"][0]["judgedAt"]) for r in records())
+    for (_, judged), (started, _) in itertools.pairwise(attempts):
+        assert started >= judged, attempts  # the next one starts only once the previous one has been judged
+    assert all(r["attempt"] == 1 for r in records())

@@ -13,12 +13,12 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
 from gamekeeper.api.models import API_VERSION, OWNER_GSS_KEY, GameServerSetSpec
-from gamekeeper.api.times import format_time
+from gamekeeper.api.times import format_time, parse_time
 from gamekeeper.core.recovery import (
     Budget,
     Decision,
@@ -39,6 +39,7 @@ log = logging.getLogger("gamekeeper.recovery")
 # (garbage collection follows ownerReferences); the annotation holds the old pod's uid until the new pod is here.
 REOWNED_KEY = "recovery.gamekeeper.io/recreating-pod"
 BUDGET_REASON = "RecoveryBudgetExhausted"
+BUDGET_CACHE_SECONDS = 1.0
 
 
 @dataclass
@@ -90,6 +91,8 @@ class RecoveryController:
         self._spec_cache: dict[tuple[str, str], tuple[tuple[str, object], GameServerSetSpec]] = {}
         # Set-wide warnings already raised, by set and budget, until a recovery starts there again.
         self._warned: dict[tuple[str, str], str] = {}
+        # (loop time, budget counts, servers in flight) per set: see _budget.
+        self._tallies: dict[tuple[str, str], tuple[float, Budget, set[str]]] = {}
 
     def stop(self) -> None:
         for task in list(self._acting.values()):
@@ -143,22 +146,53 @@ class RecoveryController:
             self.requeue_after(max(0.05, (decision.wake_at - now).total_seconds() + 0.05), namespace, name)
 
     async def _budget(self, namespace: str, set_name: str, name: str, qualities: Any) -> Budget:
-        members = await self.store.list("GameServer", namespace, {OWNER_GSS_KEY: set_name})
-        records = [(m.get("status") or {}).get("recovery") for m in members]
-        unhealthy = sum(
-            1 for m in members if find_trigger(qualities, (m.get("status") or {}).get("serviceQualitiesConditions")
-                                               or []))
-        names = [m["metadata"]["name"] for m in members]
-        index = names.index(name) if name in names else None
-        return tally(records, unhealthy, max(len(members), 1), self.clock(), index)
+        """The set's counts, read from its servers' records at most once a second.
+
+        In a set-wide outage every held server looks again every few seconds; reading the whole set each time
+        would cost O(servers²). Only this controller writes records, and each of its writes updates the cached
+        counts (`_note`), so the in-flight and per-hour counts are never stale; the unhealthy count may be a
+        second old."""
+        key = (namespace, set_name)
+        loop_now = asyncio.get_running_loop().time()
+        cached = self._tallies.get(key)
+        if cached is None or loop_now - cached[0] > BUDGET_CACHE_SECONDS:
+            members = await self.store.list("GameServer", namespace, {OWNER_GSS_KEY: set_name})
+            records = [(m.get("status") or {}).get("recovery") for m in members]
+            unhealthy = sum(1 for m in members if find_trigger(
+                qualities, (m.get("status") or {}).get("serviceQualitiesConditions") or []))
+            flying = {m["metadata"]["name"] for m, r in zip(members, records, strict=True) if is_in_flight(r)}
+            cached = (loop_now, tally(records, unhealthy, max(len(members), 1), self.clock(), None), flying)
+            self._tallies[key] = cached
+        _, budget, flying = cached
+        return replace(budget, in_flight=len(flying - {name}))
 
     async def _write(self, gs: Obj, record: dict[str, Any], extra_status: dict[str, Any] | None = None) -> Obj:
         meta = gs["metadata"]
         old = (gs.get("status") or {}).get("recovery") or {}
         status: dict[str, Any] = {"recovery": _record_patch(old, record) if old else record}
         status.update(extra_status or {})
-        return await self.store.patch("GameServer", meta["namespace"], meta["name"], {"status": status},
-                                      resource_version=meta["resourceVersion"], subresource="status")
+        written = await self.store.patch("GameServer", meta["namespace"], meta["name"], {"status": status},
+                                         resource_version=meta["resourceVersion"], subresource="status")
+        self._note(gs, old, record)
+        return written
+
+    def _note(self, gs: Obj, old: dict[str, Any], new: dict[str, Any]) -> None:
+        """Keep the cached counts of the set exact across our own write (a watch cache may not have it yet)."""
+        meta = gs["metadata"]
+        key = (meta["namespace"], (meta.get("labels") or {}).get(OWNER_GSS_KEY, ""))
+        cached = self._tallies.get(key)
+        if cached is None:
+            return
+        at, budget, flying = cached
+        if is_in_flight(new):
+            flying.add(meta["name"])
+        else:
+            flying.discard(meta["name"])
+        if new.get("phase") == "Acting" and new.get("startedAt") != old.get("startedAt"):
+            started = parse_time(new.get("startedAt"))
+            budget = replace(budget, started_last_hour=budget.started_last_hour + 1,
+                             oldest_in_hour=min(budget.oldest_in_hour or started, started))
+        self._tallies[key] = (at, budget, flying)
 
     async def _carry_out(self, gs: Obj, gss: Obj, decision: Decision, now: datetime) -> None:
         meta = gs["metadata"]
