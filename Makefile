@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 
-.PHONY: install demo demo-healthy test lint bench clean
+.PHONY: install demo demo-healthy demo-recovery demo-autoscale test lint bench proto fuzz faults clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -18,6 +18,17 @@ demo: install
 demo-healthy: install
 	$(BIN)/gk demo healthy
 
+demo-recovery: install
+	$(BIN)/gk demo recovery
+
+demo-autoscale: install
+	$(BIN)/gk demo autoscale
+
+# The external scaler's gRPC stubs (committed; grpcio-tools is a dev dependency only).
+proto: install
+	$(BIN)/python -m grpc_tools.protoc -Igamekeeper/kube/scalerpb=proto --python_out=src --pyi_out=src \
+		--grpc_python_out=src proto/externalscaler.proto
+
 lint: install
 	$(BIN)/ruff check src tests
 	$(BIN)/mypy
@@ -28,6 +39,18 @@ test: lint
 
 bench: install
 	$(BIN)/python -m bench
+
+# The input fuzzer's long run (FUZZ_COUNT documents, FUZZ_SEED to reproduce one; the seed is printed).
+FUZZ_COUNT ?= 10000
+fuzz: install
+	$(BIN)/python -m tests.fuzz --count $(FUZZ_COUNT) $(if $(FUZZ_SEED),--seed $(FUZZ_SEED))
+
+# The long fault-injection run (docs/reliability.md): FAULT_ITERATIONS rounds per scenario, each with 1-3 crash
+# points; FAULT_SEED replays a run (default: a fresh seed, printed in the header).
+FAULT_ITERATIONS ?= 14
+faults: install
+	GK_FAULT_ITERATIONS=$(FAULT_ITERATIONS) $(if $(FAULT_SEED),GK_FAULT_SEED=$(FAULT_SEED)) \
+		$(BIN)/pytest -q -m faults tests/faults -rxX -s -p no:cacheprovider
 
 clean:
 	rm -rf $(VENV) .gamekeeper .pytest_cache .mypy_cache .ruff_cache

@@ -87,7 +87,7 @@ SEED = (EXAMPLES / "minecraft.yaml").read_text()
         ),
         pytest.param(
             SEED.replace("kind: GameServerSet", "kind: GameServerSett"),
-            ["kind: expected one of GameServerSet, GameServer, got \"GameServerSett\""],
+            ["kind: expected one of GameServerSet, GameServer, ScaledObject, got \"GameServerSett\""],
             id="unknown-kind",
         ),
         pytest.param(

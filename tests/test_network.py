@@ -231,7 +231,7 @@ def test_pod_to_gs_writes_network_status_and_removes_it_with_the_network() -> No
 
 def test_wide_table_gains_ports_and_the_normal_table_is_unchanged() -> None:
     assert GS_HEADERS == ["NAME", "STATE", "OPSSTATE", "DP", "UP", "AGE"]
-    assert [*GS_HEADERS, "GSS", "RESTARTS", "PORTS", "RESULTS"] == GS_WIDE_HEADERS
+    assert [*GS_HEADERS, "GSS", "RESTARTS", "PORTS", "RESULTS", "RECOVERY"] == GS_WIDE_HEADERS
     ports = [{"name": "main-7777", "protocol": p, "port": 7777} for p in ("TCP", "UDP")]
     network = {"internalAddresses": [{"ip": "127.1.2.3", "ports": ports}],
                "externalAddresses": [{"ip": "0.0.0.0", "ports": [{**p, "port": 8001} for p in ports]}]}
@@ -590,7 +590,7 @@ def test_host_ports_route_players_and_network_disabled_turns_new_ones_away(fleet
         assert network(gs["net-0"])["networkType"] == "Kubernetes-HostPort"
 
         wide = fleet.gk("get", "gs", "-o", "wide").stdout
-        assert wide.splitlines()[0].split()[-2:] == ["PORTS", "RESULTS"]
+        assert wide.splitlines()[0].split()[-3:-1] == ["PORTS", "RESULTS"]
         for name, port in ports.items():
             line = next(x for x in wide.splitlines() if x.startswith(name))
             assert f"127.0.0.1:{port}->7777/TCP,127.0.0.1:{port}->7777/UDP" in line

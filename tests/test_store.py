@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from gamekeeper.ports.store import AlreadyExists, Conflict, NotFound
-from gamekeeper.store.sqlite import SqliteState, SqliteStore, merge_patch
+from gamekeeper.store.sqlite import OWNER_EXPR, SqliteState, SqliteStore, merge_patch
 
 
 def gss(name: str = "a") -> dict[str, Any]:
@@ -197,8 +197,8 @@ def test_listing_by_owner_reads_only_that_sets_rows_through_the_index(tmp_path: 
     state.patch("Pod", "default", "a-0", {"metadata": {"labels": {owner: "b"}}})
     assert [p["metadata"]["name"] for p in state.list("Pod", "default", {owner: "b"})] == ["a-0", "b-10", "b-2"]
     plan = state.db.execute(
-        "EXPLAIN QUERY PLAN SELECT body FROM objects WHERE kind = ? AND namespace = ? AND "
-        f"""json_extract(body, '$.metadata.labels."{owner}"') = ? ORDER BY name""", ("Pod", "default", "b"),
+        f"EXPLAIN QUERY PLAN SELECT body FROM objects WHERE kind = ? AND namespace = ? AND {OWNER_EXPR} = ? "
+        "ORDER BY name", ("Pod", "default", "b"),
     ).fetchall()
     assert any("objects_owner" in str(row) for row in plan), plan
 

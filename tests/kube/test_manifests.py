@@ -130,9 +130,9 @@ def test_install_dry_run_prints_every_manifest() -> None:
 CHART_CASES = [
     ({}, InstallOptions()),
     ({"watchNamespace": "games", "replicaCount": 1, "leaderElection": {"enabled": False}, "probe": "exec",
-      "image": {"repository": "registry.example/gk", "tag": "1.2.3"}},
+      "image": {"repository": "registry.example/gk", "tag": "1.2.3"}, "externalScaler": {"enabled": False}},
      InstallOptions(watch_namespace="games", replicas=1, leader_elect=False, probe="exec",
-                    image="registry.example/gk:1.2.3")),
+                    image="registry.example/gk:1.2.3", external_scaler=False)),
 ]
 
 
@@ -175,6 +175,7 @@ async def test_install_applies_idempotently(cluster: Cluster) -> None:
         "rbac.authorization.k8s.io/v1/roles": Kind("Role", "rbac.authorization.k8s.io/v1"),
         "rbac.authorization.k8s.io/v1/rolebindings": Kind("RoleBinding", "rbac.authorization.k8s.io/v1"),
         "v1/serviceaccounts": Kind("ServiceAccount", "v1"),
+        "v1/services": Kind("Service", "v1"),
         "apps/v1/deployments": Kind("Deployment", "apps/v1", status=True, scale=True),
     })
     client = cluster.client()

@@ -17,7 +17,23 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
-from gamekeeper.api.models import KIND_MODELS, KNOWN_OPS_STATES, Model
+from gamekeeper.api.kube_rules import (
+    EXPANDED_NODES_MAX,
+    INT32_MAX,
+    INT32_MIN,
+    NESTING_MAX,
+    OBJECT_BYTES_MAX,
+    depth_of,
+    dns1123_label,
+    join_key,
+    nul_problems,
+    object_problems,
+    walk,
+)
+from gamekeeper.api.models import KIND_MODELS, KNOWN_OPS_STATES, REAPPLY_QUALITIES_KEY, Model
+from gamekeeper.api.scaledobject import ScaledObject, scaled_object_problems
+
+MODELS: dict[str, type[Model]] = {**KIND_MODELS, "ScaledObject": ScaledObject}
 
 
 class InvalidObject(ValueError):
@@ -47,9 +63,10 @@ class _Yaml12Loader(yaml.SafeLoader):
 
 
 _Yaml12Loader.yaml_implicit_resolvers = {
-    key: [(tag, rx) for tag, rx in resolvers if tag != "tag:yaml.org,2002:bool"]
+    key: [(tag, rx) for tag, rx in resolvers if tag not in ("tag:yaml.org,2002:bool", "tag:yaml.org,2002:timestamp")]
     for key, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.copy().items()
 }
+# Dates stay strings, as in YAML 1.2 and in JSON: an unquoted `2024-01-01` is not a Python date downstream.
 _Yaml12Loader.add_implicit_resolver(
     "tag:yaml.org,2002:bool",
     re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"),
@@ -61,9 +78,14 @@ def _no_duplicate_keys(loader: yaml.SafeLoader, node: yaml.MappingNode, deep: bo
     loader.flatten_mapping(node)
     mapping: dict[Any, Any] = {}
     for key_node, value_node in node.value:
+        mark = key_node.start_mark
+        if not isinstance(key_node, yaml.ScalarNode):
+            raise yaml.constructor.ConstructorError(
+                None, None, f"a mapping key is a {key_node.id} (line {mark.line + 1}); keys must be plain strings",
+                mark,
+            )
         key = loader.construct_object(key_node, deep=deep)
         if key in mapping:
-            mark = key_node.start_mark
             raise yaml.constructor.ConstructorError(
                 None, None, f"duplicate key {key!r} (line {mark.line + 1})", mark
             )
@@ -74,17 +96,151 @@ def _no_duplicate_keys(loader: yaml.SafeLoader, node: yaml.MappingNode, deep: bo
 _Yaml12Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _no_duplicate_keys)
 
 
+def _int_with_mark(loader: yaml.SafeLoader, node: yaml.ScalarNode) -> int:
+    # Python refuses to read integers of more than 4300 digits with a bare ValueError; say where it is.
+    try:
+        return int(loader.construct_yaml_int(node))
+    except ValueError:
+        mark = node.start_mark
+        raise yaml.constructor.ConstructorError(
+            None, None, f"an integer of {len(node.value)} characters (line {mark.line + 1}); Kubernetes integers "
+            "are at most 64 bits", mark,
+        ) from None
+
+
+_Yaml12Loader.add_constructor("tag:yaml.org,2002:int", _int_with_mark)
+
+
+def decode_yaml_bytes(data: bytes, source: str) -> str:
+    """A file's bytes as text: UTF-8, or UTF-16/32 with a byte-order mark (the encodings YAML allows)."""
+    for bom, codec in ((b"\x00\x00\xfe\xff", "utf-32-be"), (b"\xff\xfe\x00\x00", "utf-32-le"),
+                       (b"\xef\xbb\xbf", "utf-8-sig"), (b"\xfe\xff", "utf-16"), (b"\xff\xfe", "utf-16")):
+        if data.startswith(bom):
+            try:
+                return data.decode(codec)
+            except UnicodeDecodeError as err:
+                raise InvalidObject([f"{source}: not valid {codec.upper()} at byte {err.start}; save the file "
+                                     "as UTF-8"]) from None
+    if b"\x00" in data[:4]:
+        raise InvalidObject([f"{source}: looks like UTF-16 or UTF-32 without a byte-order mark; save the file as "
+                             "UTF-8"])
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as err:
+        line = data[: err.start].count(b"\n") + 1
+        raise InvalidObject([f"{source}: not UTF-8 at line {line} (byte {err.start}: {data[err.start]:#04x}); "
+                             "save the file as UTF-8"]) from None
+
+
+def _structure_problem(roots: list[yaml.Node]) -> str | None:
+    """Nesting deeper than NESTING_MAX, recursive aliases, or aliases that expand past EXPANDED_NODES_MAX.
+
+    Checked on the composed node graph, before anything is constructed: a billion-laughs file constructs
+    shared lists cheaply, but every later walk (validation, JSON) expands them.
+    """
+    for number, root in enumerate(roots, 1):
+        sizes: dict[int, tuple[int, int]] = {}  # id -> (expanded nodes, depth)
+        on_path: set[int] = set()
+        stack: list[tuple[yaml.Node, bool]] = [(root, False)]
+        while stack:
+            node, done = stack.pop()
+            children: list[yaml.Node] = []
+            if isinstance(node, yaml.SequenceNode):
+                children = list(node.value)
+            elif isinstance(node, yaml.MappingNode):
+                children = [n for pair in node.value for n in pair]
+            if done:
+                on_path.discard(id(node))
+                size = 1 + sum(sizes[id(c)][0] for c in children)
+                depth = 1 + max((sizes[id(c)][1] for c in children), default=0)
+                sizes[id(node)] = (size, depth)
+                if depth > NESTING_MAX:
+                    return f"nested deeper than {NESTING_MAX} levels at line {node.start_mark.line + 1}"
+                if size > EXPANDED_NODES_MAX:
+                    return (f"document {number}: aliases expand to more than {EXPANDED_NODES_MAX} values (an alias "
+                            "bomb?); write the values out")
+                continue
+            if id(node) in sizes:
+                continue
+            on_path.add(id(node))
+            stack.append((node, True))
+            for child in children:
+                if id(child) in on_path:
+                    return (f"document {number}: an alias refers to its own anchor (line "
+                            f"{child.start_mark.line + 1})")
+                if id(child) not in sizes:
+                    stack.append((child, False))
+    return None
+
+
+def _too_deep_line(text: str) -> int | str:
+    """Where the nesting passes NESTING_MAX, from the event stream (the parser keeps a stack, it does not recurse)."""
+    depth = 0
+    try:
+        for event in yaml.parse(text, Loader=_Yaml12Loader):
+            if isinstance(event, yaml.CollectionStartEvent):
+                depth += 1
+                if depth > NESTING_MAX:
+                    return event.start_mark.line + 1 if event.start_mark else "?"
+            elif isinstance(event, yaml.CollectionEndEvent):
+                depth -= 1
+    except yaml.YAMLError:
+        pass
+    return "?"
+
+
 def parse_yaml_documents(text: str, source: str) -> list[Any]:
     """All non-empty documents of a YAML stream; a syntax error names the line and column."""
+    loader = _Yaml12Loader(text)
     try:
-        docs = list(yaml.load_all(text, Loader=_Yaml12Loader))
+        roots: list[yaml.Node] = []
+        while loader.check_node():
+            root = loader.get_node()
+            if root is not None:
+                roots.append(root)
+        problem = _structure_problem(roots)
+        if problem:
+            raise InvalidObject([f"{source}: {problem}"])
+        docs = [loader.construct_document(root) for root in roots]
+    except InvalidObject:
+        raise
     except yaml.MarkedYAMLError as err:
         mark = err.problem_mark or err.context_mark
         where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "?"
         raise InvalidObject([f"{source}: invalid YAML at {where}: {err.problem or err.context}"]) from None
     except yaml.YAMLError as err:
         raise InvalidObject([f"{source}: invalid YAML: {err}"]) from None
+    except RecursionError:
+        # PyYAML's composer recurses once or twice per level; far past NESTING_MAX, the stack runs out first.
+        raise InvalidObject([f"{source}: nested deeper than {NESTING_MAX} levels at line {_too_deep_line(text)}"]) \
+            from None
+    except ValueError as err:
+        # PyYAML's constructors raise plain ValueError for what they cannot read; say so in one line.
+        raise InvalidObject([f"{source}: invalid value: {str(err)[:120]}"]) from None
+    finally:
+        loader.dispose()
     return [d for d in docs if d is not None]
+
+
+def json_problems(doc: Any) -> list[str]:
+    """What JSON (and so the API server) cannot hold: non-string keys, binary, sets, NaN and infinities."""
+    out: list[str] = []
+    if depth_of(doc) > NESTING_MAX:
+        return [f"nested deeper than {NESTING_MAX} levels"]
+    for where, node in walk(doc):
+        place = where or "document"
+        if isinstance(node, dict):
+            bad = [k for k in node if not isinstance(k, str)]
+            if bad:
+                out.append(f"{place}: key {_show(bad[0])} is not a string; quote it")
+        elif isinstance(node, float) and (node != node or node in (float("inf"), float("-inf"))):
+            out.append(f"{place}: {node} is not a JSON number")
+        elif not isinstance(node, (str, int, float, bool, list, type(None))):
+            out.append(f"{place}: a {type(node).__name__} value (e.g. !!binary, !!set) is not JSON; write a "
+                       "string, number, list or mapping")
+        if len(out) >= 5:
+            break
+    return out + nul_problems(doc)
 
 
 def _path(loc: Iterable[int | str]) -> str:
@@ -93,17 +249,19 @@ def _path(loc: Iterable[int | str]) -> str:
         if isinstance(part, int):
             out += f"[{part}]"
         else:
-            out += ("." if out else "") + part
+            out = join_key(out, part)
     return out
 
 
 def _show(value: Any) -> str:
     if isinstance(value, str):
-        return json.dumps(value)
+        return json.dumps(value) if len(value) <= 60 else json.dumps(value[:60]) + f"… ({len(value)} characters)"
     if isinstance(value, bool):
         return "true" if value else "false"
     if value is None:
         return "null"
+    if isinstance(value, int) and abs(value) > 10**18:
+        return f"an integer of {value.bit_length()} bits"
     if isinstance(value, dict):
         return "a mapping"
     if isinstance(value, list):
@@ -127,7 +285,8 @@ _TYPE_WORDS = {
 
 
 def _friendly(err: Any) -> tuple[str, str]:
-    loc = [p for p in err["loc"] if not (isinstance(p, str) and (p in _UNION_MEMBERS or "[" in p))]
+    loc = [p for p in err["loc"]
+           if not (isinstance(p, str) and (p in _UNION_MEMBERS or "[" in p or p.startswith("constrained-")))]
     # pydantic reports a union's members as separate errors ('int', 'str'); they are merged by the caller.
     kind = err["type"]
     value = err.get("input")
@@ -142,7 +301,8 @@ def _friendly(err: Any) -> tuple[str, str]:
     if kind in ("greater_than_equal", "greater_than", "less_than_equal", "less_than"):
         op = {"greater_than_equal": ">=", "greater_than": ">", "less_than_equal": "<=", "less_than": "<"}[kind]
         bound = next(iter(err["ctx"].values()))
-        return _path(loc), f"must be {op} {bound}, got {_show(value)}"
+        int32 = " (a Kubernetes int32)" if bound in (INT32_MAX, INT32_MIN) else ""
+        return _path(loc), f"must be {op} {bound}{int32}, got {_show(value)}"
     if kind == "too_short":
         return _path(loc), f"must have at least {err['ctx'].get('min_length', 1)} item(s)"
     if kind == "string_too_short":
@@ -166,11 +326,16 @@ def format_validation_error(prefix: str, error: ValidationError) -> list[str]:
     lines = []
     for where, whats in merged.items():
         expected = [w for w in whats if w.startswith("expected ")]
+        if expected and any(w.startswith("must be ") for w in whats):
+            # An int-or-string given an out-of-range integer: the range is the news, not "expected a string".
+            whats, expected = [w for w in whats if not w.startswith("expected ")], []
         if len(expected) > 1:
             got = expected[0].rsplit(", got ", 1)[-1]
             kinds = " or ".join(w.removeprefix("expected ").rsplit(", got ", 1)[0] for w in expected)
             whats = [f"expected {kinds}, got {got}"] + [w for w in whats if not w.startswith("expected ")]
         for what in whats:
+            # Messages may quote what the user wrote; a 10 MB value must not make a 10 MB line.
+            what = what if len(what) <= 300 else what[:300] + "…"
             lines.append(f"{prefix}{where}: {what}" if where else f"{prefix}{what}")
     return lines
 
@@ -183,11 +348,14 @@ def validate_object(doc: Any, source: str = "") -> LoadedObject:
     prefix = f"{source}: " if source else ""
     if not isinstance(doc, dict):
         raise InvalidObject([f"{prefix}expected a mapping with apiVersion, kind, metadata, spec; got {_show(doc)}"])
+    shape = json_problems(doc)
+    if shape:
+        raise InvalidObject([prefix + p for p in shape])
     kind = doc.get("kind")
-    model = KIND_MODELS.get(kind) if isinstance(kind, str) else None
+    model = MODELS.get(kind) if isinstance(kind, str) else None
     if model is None:
         raise InvalidObject(
-            [f"{prefix}kind: expected one of {', '.join(KIND_MODELS)}, got {_show(kind)}"]
+            [f"{prefix}kind: expected one of {', '.join(MODELS)}, got {_show(kind)}"]
         )
     problems: list[str] = []
     parsed: Model | None = None
@@ -207,13 +375,19 @@ def validate_object(doc: Any, source: str = "") -> LoadedObject:
         problems.append(f"{prefix}metadata.name: required field is missing")
     if isinstance(name, str) and kind == "GameServerSet" and len(name) > 52:
         problems.append(f"{prefix}metadata.name: at most 52 characters (pod names add '-<ordinal>')")
-    if isinstance(namespace, str) and not _NAME_RE.match(namespace):
-        problems.append(f"{prefix}metadata.namespace: {_show(namespace)} is not a valid namespace name")
+    if isinstance(namespace, str) and dns1123_label(namespace):
+        problems.append(f"{prefix}metadata.namespace: {dns1123_label(namespace)} (a namespace name)")
     if problems or parsed is None:
         raise InvalidObject(problems)
     body = parsed.dump()
     body.setdefault("metadata", {})["namespace"] = namespace
-    refused = semantic_problems(str(kind), body)
+    size = len(json.dumps(body))
+    refused = object_problems(str(kind), body) + semantic_problems(str(kind), body)
+    if size > OBJECT_BYTES_MAX:
+        where, biggest = max(((w, len(json.dumps(v))) for w, v in walk(body) if isinstance(v, str)),
+                             key=lambda item: item[1], default=("?", 0))
+        refused.append(f"{where}: the object is {size} bytes as JSON (this field {biggest}); the API server stores "
+                       f"at most {OBJECT_BYTES_MAX}")
     if refused:
         raise InvalidObject([prefix + p for p in refused])
     return LoadedObject(
@@ -240,12 +414,57 @@ def semantic_warnings(kind: str, body: dict[str, Any]) -> list[str]:
                     f"spec.serviceQualities[{i}].serviceQualityAction[{j}].opsState: {_show(ops)} is a custom "
                     f"opsState (known: {', '.join(KNOWN_OPS_STATES)}); it ranks like None on scale-in"
                 )
+    out.extend(quality_conflicts(body))
     out.extend(network_checks(body["spec"])[1])
+    return out
+
+
+_WRITTEN_FIELDS = (("opsState", "spec.opsState"), ("deletionPriority", "spec.deletionPriority"),
+                   ("updatePriority", "spec.updatePriority"), ("networkDisabled", "spec.networkDisabled"),
+                   ("containers", "spec.containers"))
+
+
+def quality_conflicts(body: dict[str, Any]) -> list[str]:
+    """Qualities of one set whose actions write the same GameServer field: valid upstream, but order-dependent.
+
+    Actions are edge-triggered, so the quality whose result changed last wins, and a short stall seen by one
+    quality and not the other can leave its value behind. Reported with both field paths and the rule.
+    """
+    writers: dict[str, dict[int, str]] = {}
+    for i, sq in enumerate(body["spec"].get("serviceQualities") or []):
+        for j, action in enumerate(sq.get("serviceQualityAction") or []):
+            where = f"spec.serviceQualities[{i}].serviceQualityAction[{j}]"
+            for key, target in _WRITTEN_FIELDS:
+                if action.get(key) is not None:
+                    writers.setdefault(target, {}).setdefault(i, f"{where}.{key}")
+            for group in ("labels", "annotations"):
+                for name in action.get(group) or {}:
+                    writers.setdefault(f"metadata.{group}[{name}]", {}).setdefault(i, f"{where}.{group}[{name}]")
+    names = [sq.get("name") for sq in body["spec"].get("serviceQualities") or []]
+    reapply = (body["metadata"].get("annotations") or {}).get(REAPPLY_QUALITIES_KEY) == "true"
+    out: list[str] = []
+    for target, by_quality in writers.items():
+        if len(by_quality) < 2:
+            continue
+        order = sorted(by_quality)
+        who = " and ".join(repr(names[i]) for i in order)
+        paths = ", ".join(by_quality[i] for i in order)
+        if reapply:
+            rule = (f"with {REAPPLY_QUALITIES_KEY}: \"true\" every sync re-applies the actions matching each "
+                    f"quality's current result in list order, so {names[order[-1]]!r} wins while its action matches")
+        else:
+            rule = ("actions run only when a quality's result changes, so the quality whose result changed last "
+                    "wins and a value can outlive its cause (e.g. Maintaining after both recover); to decide on the "
+                    f"current results of all of them, annotate the set {REAPPLY_QUALITIES_KEY}: \"true\" (see "
+                    "docs/semantics.md, Conflicting qualities)")
+        out.append(f"{paths}: qualities {who} both write the GameServer's {target}; {rule}")
     return out
 
 
 def semantic_problems(kind: str, body: dict[str, Any]) -> list[str]:
     """Valid by the schema, but refused: it could not work here (the object is not applied)."""
+    if kind == "ScaledObject":
+        return scaled_object_problems(body)
     if kind != "GameServerSet":
         return []
     return network_checks(body["spec"])[0]

@@ -8,33 +8,72 @@ integer, `"yes"` is not a boolean), and unknown fields are errors rather than si
 from __future__ import annotations
 
 import difflib
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic.alias_generators import to_camel
 
-GROUP = "game.kruise.io"
-VERSION = "v1alpha1"
-API_VERSION = f"{GROUP}/{VERSION}"
+from gamekeeper.api.keys import (  # re-exported: importers of this module have always found them here
+    API_VERSION as API_VERSION,
+)
+from gamekeeper.api.keys import (
+    GROUP as GROUP,
+)
+from gamekeeper.api.keys import (
+    GS_DELETE_PRIORITY_KEY as GS_DELETE_PRIORITY_KEY,
+)
+from gamekeeper.api.keys import (
+    GS_DELETING_KEY as GS_DELETING_KEY,
+)
+from gamekeeper.api.keys import (
+    GS_NETWORK_DISABLED_KEY as GS_NETWORK_DISABLED_KEY,
+)
+from gamekeeper.api.keys import (
+    GS_OPS_STATE_KEY as GS_OPS_STATE_KEY,
+)
+from gamekeeper.api.keys import (
+    GS_OPS_STATE_LAST_CHANGED_KEY as GS_OPS_STATE_LAST_CHANGED_KEY,
+)
+from gamekeeper.api.keys import (
+    GS_STATE_KEY as GS_STATE_KEY,
+)
+from gamekeeper.api.keys import (
+    GS_STATE_LAST_CHANGED_KEY as GS_STATE_LAST_CHANGED_KEY,
+)
+from gamekeeper.api.keys import (
+    GS_SYNC_PREFIX as GS_SYNC_PREFIX,
+)
+from gamekeeper.api.keys import (
+    GS_TEMPLATE_METADATA_HASH_KEY as GS_TEMPLATE_METADATA_HASH_KEY,
+)
+from gamekeeper.api.keys import (
+    GS_UPDATE_PRIORITY_KEY as GS_UPDATE_PRIORITY_KEY,
+)
+from gamekeeper.api.keys import (
+    GSS_RESERVE_IDS_KEY as GSS_RESERVE_IDS_KEY,
+)
+from gamekeeper.api.keys import (
+    LIFECYCLE_STATE_KEY as LIFECYCLE_STATE_KEY,
+)
+from gamekeeper.api.keys import (
+    OWNER_GSS_KEY as OWNER_GSS_KEY,
+)
+from gamekeeper.api.keys import (
+    SQ_CONDITION_PREFIX as SQ_CONDITION_PREFIX,
+)
+from gamekeeper.api.keys import (
+    VERSION as VERSION,
+)
+from gamekeeper.api.keys import (
+    WORKLOAD_HASH_KEY as WORKLOAD_HASH_KEY,
+)
+from gamekeeper.api.kube_rules import Int32, IntOrString32, NonNegInt32, NonNegInt64
 
-# Well-known keys (spec §1.1).
-GS_STATE_KEY = "game.kruise.io/gs-state"
-GS_OPS_STATE_KEY = "game.kruise.io/gs-opsState"
-GS_UPDATE_PRIORITY_KEY = "game.kruise.io/gs-update-priority"
-GS_DELETE_PRIORITY_KEY = "game.kruise.io/gs-delete-priority"
-GS_DELETING_KEY = "game.kruise.io/gs-deleting"
-GS_NETWORK_DISABLED_KEY = "game.kruise.io/network-disabled"
-GS_OPS_STATE_LAST_CHANGED_KEY = "game.kruise.io/opsState-last-changed-time"
-GS_STATE_LAST_CHANGED_KEY = "game.kruise.io/state-last-changed-time"
-GS_TEMPLATE_METADATA_HASH_KEY = "game.kruise.io/gsTemplate-metadata-hash"
-OWNER_GSS_KEY = "game.kruise.io/owner-gss"
-GSS_RESERVE_IDS_KEY = "game.kruise.io/reserve-ids"
-WORKLOAD_HASH_KEY = "game.kruise.io/asts-hash"
-LIFECYCLE_STATE_KEY = "lifecycle.apps.kruise.io/state"
-SQ_CONDITION_PREFIX = "game.kruise.io/"
-GS_SYNC_PREFIX = "gs-sync/"
+# Gamekeeper's own opt-in (docs/semantics.md, "Conflicting qualities"): level-triggered quality actions.
+REAPPLY_QUALITIES_KEY = "gamekeeper.io/reapply-qualities"
 
 IntOrString = int | str
+PortNumber = Annotated[int, Field(ge=1, le=65535)]
 
 KNOWN_OPS_STATES = ("None", "WaitToBeDeleted", "Maintaining", "Allocated", "Kill")
 GAME_SERVER_STATES = (
@@ -99,10 +138,10 @@ class ObjectMeta(Model):
     annotations: dict[str, str] | None = None
     uid: str | None = None
     resource_version: str | None = None
-    generation: int | None = None
+    generation: NonNegInt64 | None = None
     creation_timestamp: str | None = None
     deletion_timestamp: str | None = None
-    deletion_grace_period_seconds: int | None = None
+    deletion_grace_period_seconds: NonNegInt64 | None = None
     owner_references: list[OwnerReference] | None = None
     finalizers: list[str] | None = None
     managed_fields: list[dict[str, Any]] | None = None
@@ -130,19 +169,19 @@ class HTTPHeader(Model):
 
 class HTTPGetAction(Model):
     path: str | None = None
-    port: IntOrString
+    port: PortNumber | str
     host: str | None = None
     scheme: Literal["HTTP", "HTTPS"] | None = None
     http_headers: list[HTTPHeader] | None = None
 
 
 class TCPSocketAction(Model):
-    port: IntOrString
+    port: PortNumber | str
     host: str | None = None
 
 
 class GRPCAction(Model):
-    port: int
+    port: PortNumber
     service: str | None = None
 
 
@@ -161,12 +200,20 @@ class Probe(Model):
     http_get: HTTPGetAction | None = None
     tcp_socket: TCPSocketAction | None = None
     grpc: GRPCAction | None = None
-    initial_delay_seconds: int | None = Field(default=None, ge=0)
-    timeout_seconds: int | None = Field(default=None, ge=0)
-    period_seconds: int | None = Field(default=None, ge=0)
-    success_threshold: int | None = Field(default=None, ge=0)
-    failure_threshold: int | None = Field(default=None, ge=0)
-    termination_grace_period_seconds: int | None = None
+    initial_delay_seconds: NonNegInt32 | None = None
+    timeout_seconds: NonNegInt32 | None = None
+    period_seconds: NonNegInt32 | None = None
+    success_threshold: NonNegInt32 | None = None
+    failure_threshold: NonNegInt32 | None = None
+    termination_grace_period_seconds: NonNegInt64 | None = None
+
+    @field_validator("exec", "http_get", "tcp_socket", "grpc", mode="before")
+    @classmethod
+    def _handler_not_null(cls, value: Any) -> Any:
+        # `exec: null` reads as "a probe" but is none at all; the API server drops it and the quality never acts.
+        if value is None:
+            raise ValueError("is null; give the handler its fields (e.g. exec: {command: [...]}) or remove it")
+        return value
 
     def effective(self, field: str) -> int:
         """The value OKG uses: the field, or its default when absent or 0."""
@@ -229,7 +276,7 @@ class PodSpec(Model):
     containers: list[Container] = Field(min_length=1)
     init_containers: list[Container] | None = None
     restart_policy: Literal["Always", "OnFailure", "Never"] | None = None
-    termination_grace_period_seconds: int | None = Field(default=None, ge=0)
+    termination_grace_period_seconds: NonNegInt64 | None = None
     node_name: str | None = None
     readiness_gates: list[Open] | None = None
     # Carried, not acted on in embedded mode.
@@ -250,10 +297,10 @@ class PodSpec(Model):
     subdomain: str | None = None
     image_pull_secrets: list[Open] | None = None
     priority_class_name: str | None = None
-    priority: int | None = None
+    priority: Int32 | None = None
     scheduler_name: str | None = None
     topology_spread_constraints: list[Open] | None = None
-    active_deadline_seconds: int | None = None
+    active_deadline_seconds: NonNegInt64 | None = None
     enable_service_links: bool | None = None
     share_process_namespace: bool | None = None
     runtime_class_name: str | None = None
@@ -286,16 +333,75 @@ class GameServerContainer(Model):
     resources: ResourceRequirements | None = None
 
 
+# --- recovery (a Gamekeeper extension: docs/recovery.md) -------------------------------------------------
+
+RECOVERY_KINDS = ("exec", "restartContainer", "recreatePod")
+
+
+def check_int_or_percent(value: IntOrString | None) -> IntOrString | None:
+    """A count or "N%" with 0 <= N <= 100 (a budget cannot cover more than the whole set)."""
+    if value is None or isinstance(value, int):
+        if isinstance(value, int) and value < 0:
+            raise ValueError(f"must be >= 0, got {value}")
+        return value
+    text = value.strip()
+    if not text.endswith("%") or not text[:-1].isdigit():
+        raise ValueError(f"expected an integer or a percentage like '25%', got {value!r}")
+    if int(text[:-1]) > 100:
+        raise ValueError(f"{value!r} is over 100%")
+    return value
+
+
+class RecoveryStep(Model):
+    kind: Literal["exec", "restartContainer", "recreatePod"]
+    container: str | None = None
+    command: list[str] | None = None
+    timeout_seconds: int | None = Field(default=None, ge=1)
+
+    @model_validator(mode="after")
+    def _command_for_exec(self) -> RecoveryStep:
+        if self.kind == "exec" and not self.command:
+            raise ValueError("command: required for kind exec (e.g. [\"./recover.sh\"])")
+        if self.kind != "exec" and self.command is not None:
+            raise ValueError(f"command: only kind exec runs a command (this step is {self.kind})")
+        return self
+
+
+class RecoveryEscalation(Model):
+    ops_state: str | None = None
+
+    _ops_state = field_validator("ops_state")(check_ops_state)
+
+
+class Recovery(Model):
+    steps: list[RecoveryStep] = Field(min_length=1)
+    attempts: int | None = Field(default=None, ge=0)
+    backoff_seconds: int | None = Field(default=None, ge=0)
+    success_within_seconds: int | None = Field(default=None, ge=1)
+    on_exhausted: RecoveryEscalation | None = None
+    allow_allocated: bool | None = None
+
+
+class RecoveryPolicy(Model):
+    max_in_flight: IntOrString | None = None
+    max_per_hour: int | None = Field(default=None, ge=0)
+    max_unhealthy: IntOrString | None = None
+    healthy_reset_seconds: int | None = Field(default=None, ge=0)
+
+    _budgets = field_validator("max_in_flight", "max_unhealthy")(check_int_or_percent)
+
+
 class ServiceQualityAction(Model):
     state: bool
     result: str | None = None
     ops_state: str | None = None
-    update_priority: IntOrString | None = None
-    deletion_priority: IntOrString | None = None
+    update_priority: IntOrString32 | None = None
+    deletion_priority: IntOrString32 | None = None
     network_disabled: bool | None = None
     containers: list[GameServerContainer] | None = None
     annotations: dict[str, str] | None = None
     labels: dict[str, str] | None = None
+    recovery: Recovery | None = None
 
     _ops_state = field_validator("ops_state")(check_ops_state)
 
@@ -318,12 +424,12 @@ class ServiceQuality(Probe):
 
 
 class RollingUpdate(Model):
-    partition: int | None = Field(default=None, ge=0)
-    max_unavailable: IntOrString | None = None
+    partition: NonNegInt32 | None = None
+    max_unavailable: IntOrString32 | None = None
     pod_update_policy: Literal["ReCreate", "InPlaceIfPossible", "InPlaceOnly"] | None = None
     paused: bool | None = None
     in_place_update_strategy: Open | None = None
-    min_ready_seconds: int | None = Field(default=None, ge=0)
+    min_ready_seconds: NonNegInt32 | None = None
 
 
 class UpdateStrategy(Model):
@@ -332,7 +438,7 @@ class UpdateStrategy(Model):
 
 
 class ScaleStrategy(Model):
-    max_unavailable: IntOrString | None = None
+    max_unavailable: IntOrString32 | None = None
     scale_down_strategy_type: Literal["General", "ReserveIds"] | None = None
 
 
@@ -347,30 +453,39 @@ class Network(Model):
 
 
 class GameServerSetSpec(Model):
-    replicas: int = Field(ge=0)
+    replicas: NonNegInt32
     game_server_template: GameServerTemplate
     service_name: str | None = None
-    reserve_game_server_ids: list[IntOrString] | None = None
+    reserve_game_server_ids: list[IntOrString32] | None = None
     service_qualities: list[ServiceQuality] | None = None
     update_strategy: UpdateStrategy | None = None
     scale_strategy: ScaleStrategy | None = None
     network: Network | None = None
     lifecycle: Open | None = None
     persistent_volume_claim_retention_policy: Open | None = None
+    recovery_policy: RecoveryPolicy | None = None
 
     @model_validator(mode="after")
     def _qualities_name_containers(self) -> GameServerSetSpec:
         names = [c.name for c in self.game_server_template.spec.containers]
         seen: set[str] = set()
-        for sq in self.service_qualities or []:
+        for i, sq in enumerate(self.service_qualities or []):
             if sq.name in seen:
-                raise ValueError(f"serviceQualities: duplicate name {sq.name!r}")
+                raise ValueError(f"serviceQualities: duplicate name {sq.name[:63]!r}")
             seen.add(sq.name)
             if sq.container_name is not None and sq.container_name not in names:
                 raise ValueError(
-                    f"serviceQualities[{sq.name}].containerName: {sq.container_name!r} is not a container "
-                    f"of gameServerTemplate (containers: {', '.join(names)})"
+                    f"serviceQualities[{sq.name[:63]}].containerName: {sq.container_name[:63]!r} is not a container "
+                    f"of gameServerTemplate (containers: {', '.join(n[:63] for n in names)})"
                 )
+            for j, action in enumerate(sq.service_quality_action or []):
+                for k, step in enumerate(action.recovery.steps if action.recovery else []):
+                    if step.container is not None and step.container not in names:
+                        raise ValueError(
+                            f"serviceQualities[{i}].serviceQualityAction[{j}].recovery.steps[{k}].container: "
+                            f"{step.container!r} is not a container of gameServerTemplate (containers: "
+                            f"{', '.join(names)})"
+                        )
         return self
 
 
@@ -391,8 +506,8 @@ class GameServerSet(Model):
 
 class GameServerSpec(Model):
     ops_state: str | None = None
-    update_priority: IntOrString | None = None
-    deletion_priority: IntOrString | None = None
+    update_priority: IntOrString32 | None = None
+    deletion_priority: IntOrString32 | None = None
     network_disabled: bool | None = None
     containers: list[GameServerContainer] | None = None
 

@@ -99,10 +99,81 @@ def healthy_scenario(state_dir: Path, examples: Path) -> None:
     _gk(state_dir, "events", "--type", "Warning")
 
 
+def _recovery(gs: dict[str, Any]) -> dict[str, Any]:
+    return dict((gs.get("status") or {}).get("recovery") or {})
+
+
+def recovery_scenario(state_dir: Path, examples: Path) -> None:
+    print("# Scenario 2 with automatic recovery (docs/recovery.md): the helper dies, the recovery action restarts\n"
+          "# it, the probe says healthy again; the game process and its players are untouched\n")
+    _gk(state_dir, "up", "-d", str(examples / "demo-gs-recovery.yaml"))
+    names = ["demo-gs-0", "demo-gs-1", "demo-gs-2"]
+    _wait(state_dir, "the probe has found every game server healthy (after initialDelaySeconds: 10 s)",
+          lambda gs: all(n in gs and _state(gs[n]) == "Ready" and _ops(gs[n]) == "None"
+                         and _result(gs[n]) == "healthy" for n in names))
+    _gk(state_dir, "get", "gs", "-o", "wide")
+    _gk(state_dir, "exec", "demo-gs-0", "--", "cat", "server.pid")
+    _gk(state_dir, "exec", "demo-gs-0", "--", "./fault.sh")
+    _wait(state_dir, "demo-gs-0's recovery has run", lambda gs: bool(_recovery(gs.get("demo-gs-0", {})).get("attempt")))
+    _gk(state_dir, "get", "gs", "-o", "wide")
+    _wait(state_dir, "the probe says healthy again and demo-gs-0 is back to None",
+          lambda gs: _recovery(gs.get("demo-gs-0", {})).get("phase") == "Healthy"
+          and _ops(gs.get("demo-gs-0", {})) == "None")
+    _gk(state_dir, "get", "gs", "-o", "wide")
+    print("# the game process kept running: the same pid as before the fault\n", flush=True)
+    _gk(state_dir, "exec", "demo-gs-0", "--", "cat", "server.pid")
+    _gk(state_dir, "describe", "gs", "demo-gs-0")
+    _gk(state_dir, "events", "--for", "gs/demo-gs-0")
+
+
+def _free(gs: dict[str, dict[str, Any]]) -> list[str]:
+    return sorted(n for n, g in gs.items() if _ops(g) == "None" and _state(g) == "Ready")
+
+
+def autoscale_scenario(state_dir: Path, examples: Path) -> None:
+    print("# Autoscaling (a): the seed's minecraft set plus a ScaledObject (minReplicaCount: 1); no gk scale\n")
+    _gk(state_dir, "up", "-d", str(examples / "minecraft.yaml"), str(examples / "minecraft-scaledobject.yaml"))
+    _wait(state_dir, "minecraft-1 is Ready", lambda gs: _state(gs.get("minecraft-1", {})) == "Ready")
+    _gk(state_dir, "exec", "minecraft-1", "--", "./player.sh", "join", "alice")
+    # On a loaded machine the window may already have passed when this looks: the idle ones may be gone.
+    _wait(state_dir, "the probe finds minecraft-0 and minecraft-2 idle (WaitToBeDeleted) and minecraft-1 busy",
+          lambda gs: _ops(gs.get("minecraft-1", {})) == "None" and _result(gs.get("minecraft-1", {})) == "active"
+          and all(n not in gs or _ops(gs[n]) == "WaitToBeDeleted" for n in ("minecraft-0", "minecraft-2")))
+    _gk(state_dir, "get", "gs")
+    _wait(state_dir, "the autoscaler has removed the idle servers by itself",
+          lambda gs: list(gs) == ["minecraft-1"])
+    _gk(state_dir, "get", "gs")
+    _gk(state_dir, "get", "so")
+    _gk(state_dir, "events", "--for", "so/minecraft")
+    _gk(state_dir, "down")
+
+    print("# Autoscaling (b): players take free servers (Allocated); minAvailable 2 keeps two free, maxAvailable 3 "
+          "caps them\n")
+    _gk(state_dir, "up", "-d", str(examples / "players.yaml"))
+    _wait(state_dir, "two free servers (probe result 0 players: None)",
+          lambda gs: len(gs) == 2 and all(_result(g) == "0" for g in gs.values()) and len(_free(gs)) == 2)
+    _gk(state_dir, "get", "gs")
+    for i, player in enumerate(("alice", "bob")):
+        _gk(state_dir, "exec", f"players-{i}", "--", "./player.sh", "join", player)
+        def taken(gs: dict[str, dict[str, Any]], i: int = i) -> bool:
+            return _ops(gs.get(f"players-{i}", {})) == "Allocated" and len(gs) == 3 + i and len(_free(gs)) == 2
+
+        _wait(state_dir, f"players-{i} is Allocated and a new free server keeps two free", taken)
+        _gk(state_dir, "get", "gs")
+    for i, player in enumerate(("alice", "bob")):
+        _gk(state_dir, "exec", f"players-{i}", "--", "./player.sh", "leave", player)
+    _wait(state_dir, "the players left: four free servers, capped to maxAvailable 3",
+          lambda gs: len(gs) == 3 and len(_free(gs)) == 3)
+    _gk(state_dir, "get", "gs")
+    _gk(state_dir, "get", "so")
+    _gk(state_dir, "events", "--for", "so/players")
+
+
 def run_demo(scenario: str, state_dir: Path, keep: bool, examples: Path = EXAMPLES) -> int:
-    scenarios = {"idle": idle_scenario, "healthy": healthy_scenario}
+    scenarios = {"idle": idle_scenario, "healthy": healthy_scenario, "recovery": recovery_scenario,
+                 "autoscale": autoscale_scenario}
     if scenario not in scenarios:
-        print(f"error: unknown scenario {scenario!r}; use idle or healthy", file=sys.stderr)
+        print(f"error: unknown scenario {scenario!r}; use idle, healthy, recovery or autoscale", file=sys.stderr)
         return 2
     if not (examples / "images.yaml").exists():
         print(f"error: {examples}/images.yaml not found; run gk demo from the repository root", file=sys.stderr)

@@ -120,8 +120,32 @@ def describe_gs(
         lines.append("OpsState Timeline:")
         rows = [[_ago(e.get("time"), now), e.get("from") or "-", e.get("to", ""), e.get("by", "")] for e in timeline]
         lines += ["  " + line for line in table(["WHEN", "FROM", "TO", "BY"], rows).splitlines()]
+    lines += _recovery(status.get("recovery"), now)
     lines += _events(events, now)
     return "\n".join(lines)
+
+
+def _recovery(record: dict[str, Any] | None, now: datetime) -> list[str]:
+    """status.recovery (docs/recovery.md): the phase, and each attempt with its outcome and output."""
+    if not record:
+        return []
+    detail = [f"quality {record.get('quality')}", f"attempts {record.get('attempt', 0)}"]
+    if record.get("blockedBy"):
+        detail.append(f"blocked by {record['blockedBy']}")
+    if record.get("retryAt"):
+        detail.append(f"next attempt at {record['retryAt']}")
+    if (record.get("escalation") or {}).get("opsState"):
+        detail.append(f"escalated: opsState {record['escalation']['opsState']}")
+    lines = [f"Recovery:           {record.get('phase')} ({', '.join(detail)}) since {_ago(record.get('since'), now)}"]
+    history = record.get("history") or []
+    if history:
+        rows = [[str(e.get("attempt", "")), str(e.get("kind", "")), _ago(e.get("startedAt"), now),
+                 _ago(e.get("finishedAt"), now) if e.get("finishedAt") else "-", str(e.get("outcome", "")),
+                 " ".join(str(e.get("output") or "").split())[:80]] for e in history]
+        body = table(["ATTEMPT", "KIND", "STARTED", "FINISHED", "OUTCOME", "OUTPUT"], rows)
+        lines.append("Recovery Attempts (newest last):")
+        lines += ["  " + line for line in body.splitlines()]
+    return lines
 
 
 def describe_gss(gss: dict[str, Any], events: Sequence[EventRecord], now: datetime) -> str:

@@ -7,11 +7,8 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-import yaml
-
-from gamekeeper.api.models import OWNER_GSS_KEY
+from gamekeeper.api.keys import NETWORK_REASON_KEY, OWNER_GSS_KEY
 from gamekeeper.api.times import parse_time
-from gamekeeper.core.network import NETWORK_REASON_KEY
 
 
 def human_duration(seconds: float) -> str:
@@ -92,10 +89,21 @@ def gs_row(gs: dict[str, Any], now: datetime, wide: bool = False, pod: dict[str,
             str(restarts),
             network_text(status.get("networkStatus"), pod),
             results or "<none>",
+            recovery_text(status.get("recovery")),
         ]
     return row
 
 
+def recovery_text(record: dict[str, Any] | None) -> str:
+    """The RECOVERY column: the phase of status.recovery (docs/recovery.md), `-` when there is none."""
+    phase = (record or {}).get("phase") or "Idle"
+    if phase == "Idle":
+        return "-"
+    if phase == "Blocked":
+        return f"Blocked({(record or {}).get('blockedBy')})"
+    if phase in ("Acting", "Judging", "BackingOff"):
+        return f"{phase}:{(record or {}).get('kind')}#{(record or {}).get('attempt')}"
+    return f"{phase}({(record or {}).get('attempt', 0)})"
 def network_text(network: dict[str, Any] | None, pod: dict[str, Any] | None) -> str:
     """The PORTS column: the ports, and while the network should be Ready but is not, `(NotReady: why)`."""
     ports = ports_text(network)
@@ -121,7 +129,7 @@ def ports_text(network: dict[str, Any] | None) -> str:
 
 
 GS_HEADERS = ["NAME", "STATE", "OPSSTATE", "DP", "UP", "AGE"]
-GS_WIDE_HEADERS = [*GS_HEADERS, "GSS", "RESTARTS", "PORTS", "RESULTS"]
+GS_WIDE_HEADERS = [*GS_HEADERS, "GSS", "RESTARTS", "PORTS", "RESULTS", "RECOVERY"]
 GSS_HEADERS = ["NAME", "DESIRED", "CURRENT", "UPDATED", "READY", "MAINTAINING", "WAITTOBEDELETED", "PREDELETE", "AGE"]
 GSS_WIDE_HEADERS = [*GSS_HEADERS, "SELECTOR"]
 POD_HEADERS = ["NAME", "READY", "STATUS", "RESTARTS", "AGE"]
@@ -174,4 +182,41 @@ def to_output(objects: list[dict[str, Any]], fmt: str, single: bool) -> str:
                                              "metadata": {"resourceVersion": ""}}
     if fmt == "json":
         return json.dumps(data, indent=4)
+    import yaml  # here: only -o yaml needs it
+
     return yaml.safe_dump(data, sort_keys=False, default_flow_style=False).rstrip()
+
+
+SO_HEADERS = ["NAME", "SCALETARGETKIND", "SCALETARGETNAME", "MIN", "MAX", "DESIRED", "LAST-SCALE", "AGE"]
+
+
+def so_row(so: dict[str, Any], now: datetime) -> list[str]:
+    """A ScaledObject: KEDA's first columns, then the scaler's last answer and how long ago it last scaled."""
+    spec = so.get("spec") or {}
+    status = so.get("status") or {}
+    ref = spec.get("scaleTargetRef") or {}
+    last = status.get("lastScaleTime")
+    return [
+        so["metadata"]["name"],
+        status.get("scaleTargetKind") or f"{ref.get('apiVersion', '')}.{ref.get('kind', '')}",
+        str(ref.get("name", "")),
+        str(spec.get("minReplicaCount", 0)),
+        str(spec.get("maxReplicaCount", 100)),
+        _text(status.get("desiredReplicas")),
+        human_duration((now - parse_time(last)).total_seconds()) if last else "<none>",
+        age(so, now),
+    ]
+
+def labels_text(obj: dict[str, Any]) -> str:
+    """kubectl's LABELS cell: k=v pairs sorted by key, comma-separated."""
+    labels = (obj.get("metadata") or {}).get("labels") or {}
+    return ",".join(f"{k}={v}" for k, v in sorted(labels.items())) or "<none>"
+
+
+def with_labels(
+    headers: Sequence[str], rows: Sequence[Sequence[str]], items: Sequence[dict[str, Any]], show: bool
+) -> tuple[list[str], list[list[str]]]:
+    """`--show-labels`: the table with a LABELS column last."""
+    if not show:
+        return list(headers), [list(r) for r in rows]
+    return [*headers, "LABELS"], [[*r, labels_text(o)] for r, o in zip(rows, items, strict=True)]

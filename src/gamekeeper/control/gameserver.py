@@ -7,7 +7,7 @@ import logging
 from collections.abc import Callable
 from datetime import datetime
 
-from gamekeeper.api.models import GS_DELETING_KEY, GameServerSetSpec
+from gamekeeper.api.models import GS_DELETING_KEY, REAPPLY_QUALITIES_KEY, GameServerSetSpec
 from gamekeeper.core.gameserver import gs_to_pod, gss_name_for, new_game_server, pod_to_gs
 from gamekeeper.core.update import synced_container_images
 from gamekeeper.ports.store import AlreadyExists, NotFound, Obj, Store, spec_version
@@ -68,8 +68,10 @@ class GameServerController:
             await self.store.record_event(gs, event.type, event.reason, event.message)
 
         spec = self._gss_spec(gss)
+        reapply = (gss["metadata"].get("annotations") or {}).get(REAPPLY_QUALITIES_KEY) == "true"
         result = pod_to_gs(
-            gs, pod, spec.service_qualities or [], gss["spec"]["gameServerTemplate"].get("metadata"), now
+            gs, pod, spec.service_qualities or [], gss["spec"]["gameServerTemplate"].get("metadata"), now,
+            reapply=reapply,
         )
         if result.patch is not None:
             gs = await self.store.patch(

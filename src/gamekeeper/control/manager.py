@@ -9,12 +9,14 @@ from datetime import datetime
 from typing import Any
 
 from gamekeeper.api.models import OWNER_GSS_KEY
+from gamekeeper.control.autoscale import Autoscaler
 from gamekeeper.control.gameserver import GameServerController
 from gamekeeper.control.gameserverset import GameServerSetController
 from gamekeeper.control.prober import Prober
 from gamekeeper.control.queue import WorkQueue
+from gamekeeper.control.recovery import RecoveryController
 from gamekeeper.control.workload import WorkloadController
-from gamekeeper.ports.runtime import Runtime
+from gamekeeper.ports.runtime import ContainerRestarter, Runtime
 from gamekeeper.ports.store import Change, Store, spec_version
 
 log = logging.getLogger("gamekeeper.manager")
@@ -41,6 +43,8 @@ class ControllerManager:
         pod_listeners: list[PodListener] | None = None,
         change_listeners: list[ChangeListener] | None = None,
         observe_reconcile: Callable[[str, float], None] | None = None,
+        restarter: ContainerRestarter | None = None,
+        autoscale: bool = True,
     ) -> None:
         self.store = store
         self.clock = clock
@@ -49,12 +53,18 @@ class ControllerManager:
         self.workloads = WorkloadController(store, clock)
         self.gameservers = GameServerController(store, clock)
         self.prober = Prober(store, runtime, clock)
+        # Embedded mode's KEDA; in Kubernetes, KEDA itself asks the operator's gRPC scaler instead.
+        self.autoscaler = Autoscaler(store, clock) if autoscale else None
         # A set's reconcile reads all its pods and comes back on every pod change: spaced, so that at 10,000 pods
         # it does not crowd out the per-server work (see WorkQueue).
         self.gss_queue = WorkQueue("gameserverset", self.gss.reconcile, observe_reconcile, spacing=SET_SPACING)
         self.workload_queue = WorkQueue("workload", self.workloads.reconcile, observe_reconcile, spacing=SET_SPACING)
         self.gs_queue = WorkQueue("gameserver", self.gameservers.reconcile, observe_reconcile)
         self.probe_queue = WorkQueue("prober", self.prober.sync_pod, observe_reconcile)
+        self.recovery = RecoveryController(store, runtime, clock, restarter)
+        self.recovery_queue = WorkQueue("recovery", self.recovery.reconcile, observe_reconcile)
+        self.recovery.requeue = self.recovery_queue.add
+        self.recovery.requeue_after = self.recovery_queue.add_after
         # A set's change reaches its pods' probes through this queue, so that a burst of status updates of one set
         # is looked at once.
         self.probe_set_queue = WorkQueue("prober-set", self._probe_set, observe_reconcile)
@@ -67,7 +77,8 @@ class ControllerManager:
         self.ready = asyncio.Event()
 
     def queues(self) -> list[WorkQueue]:
-        return [self.gss_queue, self.workload_queue, self.gs_queue, self.probe_queue, self.probe_set_queue]
+        return [self.gss_queue, self.workload_queue, self.gs_queue, self.probe_queue, self.probe_set_queue,
+                self.recovery_queue]
 
     async def enqueue_all(self) -> None:
         for kind in ("GameServerSet", "Workload", "Pod", "GameServer"):
@@ -80,6 +91,8 @@ class ControllerManager:
         ns, name = change.namespace, change.name
         for change_listener in self.change_listeners:
             change_listener(change)
+        if self.autoscaler is not None:
+            self.autoscaler.on_change(change)
         if change.kind == "GameServerSet":
             self.gss_queue.add(ns, name)
             self.workload_queue.add(ns, name)
@@ -96,6 +109,7 @@ class ControllerManager:
                 listener(ns, name)
         elif change.kind == "GameServer":
             self.gs_queue.add(ns, name)
+            self.recovery_queue.add(ns, name)
 
     async def _probe_set(self, namespace: str, name: str) -> None:
         """Re-sync the probes of a set's pods when its spec changed (serviceQualities live there), or it is gone.
@@ -116,6 +130,8 @@ class ControllerManager:
 
     async def run(self) -> None:
         tasks: list[asyncio.Task[Any]] = [asyncio.create_task(q.run(), name=q.name) for q in self.queues()]
+        if self.autoscaler is not None:
+            tasks.append(asyncio.create_task(self.autoscaler.run(), name="autoscaler"))
         # Watch before list: a change between the listing and the subscription (a probe result right after a
         # restart) would otherwise wait for the next resync.
         changes = self.store.watch()
@@ -133,6 +149,7 @@ class ControllerManager:
                 self.on_change(change)
         finally:
             self.prober.stop()
+            self.recovery.stop()
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)

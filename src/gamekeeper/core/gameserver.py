@@ -204,6 +204,7 @@ def pod_to_gs(
     qualities: Sequence[ServiceQuality],
     template_meta: Mapping[str, Any] | None,
     now: datetime,
+    reapply: bool = False,
 ) -> GameServerSync:
     """Upstream SyncPodToGs: service-quality actions into the GameServer, pod state into its status."""
     spec = gs.get("spec") or {}
@@ -215,7 +216,8 @@ def pod_to_gs(
     pod_labels = (pod.get("metadata") or {}).get("labels") or {}
 
     outcome = sync_service_qualities(
-        qualities, pod_status.get("conditions") or [], spec, status.get("serviceQualitiesConditions"), now
+        qualities, pod_status.get("conditions") or [], spec, status.get("serviceQualitiesConditions"), now,
+        reapply=reapply,
     )
     spec_patch = {k: v for k, v in outcome.spec.items() if spec.get(k) != v}
     new_labels = {**labels, **outcome.labels}
@@ -263,7 +265,8 @@ def pod_to_gs(
         new_status["serviceQualityHistory"] = history
     if timeline:
         new_status["opsStateHistory"] = timeline
-    compare = {k: v for k, v in status.items() if k != "lastTransitionTime"}
+    # status.recovery belongs to the recovery controller (control/recovery.py): not ours to compare or write.
+    compare = {k: v for k, v in status.items() if k not in ("lastTransitionTime", "recovery")}
     status_out = None if compare == new_status else {**new_status, "lastTransitionTime": format_time(now)}
     return GameServerSync(patch or None, status_out, outcome.events, outcome.acted, outcome.history)
 

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from gamekeeper.api.keys import NETWORK_REASON_KEY as NETWORK_REASON_KEY
 from gamekeeper.api.loading import parse_container_ports
 from gamekeeper.api.models import GS_NETWORK_DISABLED_KEY
 from gamekeeper.api.times import format_time
@@ -23,8 +24,6 @@ from gamekeeper.api.times import format_time
 NETWORK_TYPE_KEY = "game.kruise.io/network-type"
 NETWORK_CONF_KEY = "game.kruise.io/network-conf"
 NETWORK_STATUS_KEY = "game.kruise.io/network-status"
-# Ours, on the pod: why its routes are not served (absent when they are); `gk get gs -o wide` shows it.
-NETWORK_REASON_KEY = "gamekeeper.io/network-not-ready"
 HOST_PORT_NETWORK = "Kubernetes-HostPort"
 CONTAINER_PORTS_KEY = "ContainerPorts"
 NETWORK_READY = "Ready"
@@ -187,7 +186,26 @@ def read_network_status(pod: Mapping[str, Any]) -> dict[str, Any] | None:
         data = json.loads(text)
     except ValueError:
         return None
-    return data if isinstance(data, dict) else None
+    return data if _well_formed_status(data) else None
+
+
+def _well_formed_status(data: Any) -> bool:
+    """Shaped as the kubelet writes it; anyone may patch a pod's annotations, and junk reads as no status."""
+    if not isinstance(data, dict):
+        return False
+    if not isinstance(data.get("currentNetworkState", ""), str):
+        return False
+    for key in ("internalAddresses", "externalAddresses"):
+        addresses = data.get(key) or []
+        if not isinstance(addresses, list):
+            return False
+        for address in addresses:
+            if not isinstance(address, dict) or not isinstance(address.get("ip", ""), str):
+                return False
+            ports = address.get("ports") or []
+            if not isinstance(ports, list) or not all(isinstance(p, dict) for p in ports):
+                return False
+    return True
 
 
 # --- pod addresses -------------------------------------------------------------------------------------------

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+from gamekeeper.api.kube_rules import INT32_MAX, RESERVED_IDS_MAX
+
 IntOrString = int | str
 
 
@@ -49,6 +51,9 @@ def reserve_ordinal_set(ids: Iterable[IntOrString] | None) -> set[int]:
             start, end = parse_range(item)
         except ValueError:
             return set()
+        if end - start + 1 + len(out) > RESERVED_IDS_MAX:
+            # Only reachable when the object skipped admission (kubectl on a cluster): a bad range, not a hang.
+            return set()
         out.update(range(start, end + 1))
     return out
 
@@ -63,6 +68,9 @@ def reserve_id_problems(ids: Iterable[IntOrString] | None) -> list[str]:
             if item < 0:
                 problems.append(f"[{i}]: {item} is negative; ids are ordinals, 0 or more")
                 continue
+        elif len(item) > 40:
+            problems.append(f"[{i}]: {item[:20]!r}… ({len(item)} characters) is not a range like \"3-7\"")
+            continue
         else:
             try:
                 start, end = parse_range(item)
@@ -71,6 +79,13 @@ def reserve_id_problems(ids: Iterable[IntOrString] | None) -> list[str]:
                 continue
             if start < 0:
                 problems.append(f"[{i}]: range {item!r} starts below 0")
+                continue
+            if end > INT32_MAX:
+                problems.append(f"[{i}]: range {item!r} ends beyond {INT32_MAX} (ordinals are int32)")
+                continue
+            if end - start + 1 + len(seen) > RESERVED_IDS_MAX:
+                problems.append(f"[{i}]: range {item!r} reserves {end - start + 1} ids; at most {RESERVED_IDS_MAX} "
+                                "ids can be reserved in all")
                 continue
             members = list(range(start, end + 1))
         for ordinal in members:
@@ -91,6 +106,8 @@ def string_to_ordinal_set(text: str, delimiter: str = ",") -> set[int]:
             try:
                 start, end = parse_range(item)
             except ValueError:
+                continue
+            if end - start + 1 + len(out) > RESERVED_IDS_MAX:
                 continue
             out.update(range(start, end + 1))
         else:

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from gamekeeper.api.kube_rules import label_value, ops_state_value, priority_value
 from gamekeeper.api.models import SQ_CONDITION_PREFIX, ServiceQuality
 from gamekeeper.api.times import ZERO, format_time, parse_time
 from gamekeeper.core.templates import parse_int_from_template, render_template
@@ -59,7 +60,11 @@ def _priority(
     if not (isinstance(value, str) and "{{" in value):
         return value
     try:
-        return parse_int_from_template(value, result)
+        parsed = parse_int_from_template(value, result)
+        problem = priority_value(parsed)
+        if problem:
+            raise ValueError(problem)
+        return parsed
     except ValueError as err:
         label = "DeletionPriority" if field_name == "deletionPriority" else "UpdatePriority"
         events.append(
@@ -78,12 +83,19 @@ def sync_service_qualities(
     gs_spec: Mapping[str, Any],
     old_conditions: Sequence[Mapping[str, Any]] | None,
     now: datetime,
+    reapply: bool = False,
 ) -> ServiceQualityOutcome:
     """Upstream syncServiceQualities, with minimal writes.
 
     Actions are edge-triggered: they run on the first observation, then only when status or result changes,
     and for a `permanent` quality only while no action has matched yet (its memory is a non-zero
     lastActionTransitionTime). All matching actions apply in order; later ones win field by field.
+
+    `reapply` (the set's annotation gamekeeper.io/reapply-qualities: "true") makes non-permanent qualities
+    level-triggered: every sync re-applies the actions that match each quality's current result, in the order
+    of the qualities, so the fields they write are a function of the current results alone (the last quality
+    in the list whose action matches wins) and no short stall seen by one quality can leave a stale value. It
+    writes only when a value differs, and keeps the conditions' action times, history and events edge-triggered.
     """
     out = ServiceQualityOutcome()
     old_by_name = {c.get("name"): c for c in old_conditions or []}
@@ -107,16 +119,26 @@ def sync_service_qualities(
         action_time = old_action_time
         changed = old is None or old.get("status") != status or (old.get("result") or "") != result
         applied: dict[str, Any] = {}
+        invalid: list[str] = []
         if gate_open:
             action_time = ""
-            parsed = _GO_BOOLS.get(status)
-            for action in sq.service_quality_action or []:
-                if parsed is None or parsed != action.state:
-                    continue
-                if action.result and action.result != result:
-                    continue
-                applied.update(_apply(action, result, spec_view, out))
+            for action in _matching(sq, status, result):
+                applied.update(_apply(action, result, spec_view, out, invalid))
                 action_time = now_text
+                out.acted.append(sq.name)
+            if invalid:
+                shown = result if len(result) <= 64 else result[:64] + "…"
+                out.events.append(Event(
+                    "Warning", "InvalidRenderedValue",
+                    f"serviceQuality {sq.name}: result {shown!r} renders {'; '.join(invalid)}; kept the old value",
+                ))
+        elif reapply and not sq.permanent:
+            # Re-applied without a new observation: events, history and action times belong to the change.
+            before = (dict(spec_view), dict(out.labels), dict(out.annotations))
+            scratch = ServiceQualityOutcome(spec=out.spec, labels=out.labels, annotations=out.annotations)
+            for action in _matching(sq, status, result):
+                _apply(action, result, spec_view, scratch, [])
+            if (dict(spec_view), out.labels, out.annotations) != before:
                 out.acted.append(sq.name)
         if changed:
             if applied:
@@ -141,8 +163,36 @@ def sync_service_qualities(
     return out
 
 
-def _apply(action: Any, result: str, spec_view: dict[str, Any], out: ServiceQualityOutcome) -> dict[str, Any]:
-    """Apply one matching action; returns what it set (for the history)."""
+def _matching(sq: ServiceQuality, status: str, result: str) -> list[Any]:
+    parsed = _GO_BOOLS.get(status)
+    return [a for a in sq.service_quality_action or []
+            if parsed is not None and parsed == a.state and not (a.result and a.result != result)]
+
+
+def _rendered(value: str, result: str, check: Any, where: str, invalid: list[str]) -> str | None:
+    """A rendered template value, or None (keep the old value) when Kubernetes would refuse it."""
+    text = render_template(value, result)
+    if "{{" not in value:
+        return text
+    problem = check(text)
+    if problem:
+        invalid.append(f"an invalid {where}: {problem}")
+        return None
+    return text
+
+
+def _annotation_value(text: str) -> str | None:
+    return "contains a NUL byte" if "\x00" in text else None
+
+
+def _apply(
+    action: Any, result: str, spec_view: dict[str, Any], out: ServiceQualityOutcome, invalid: list[str]
+) -> dict[str, Any]:
+    """Apply one matching action; returns what it set (for the history).
+
+    Rendered values are held to the rules typed ones meet at apply (opsState and labels are label values), as
+    upstream does for priorities: an invalid rendering keeps the old value and is reported in `invalid`.
+    """
     applied: dict[str, Any] = {}
     for key, value in (
         ("deletionPriority", action.deletion_priority),
@@ -154,15 +204,21 @@ def _apply(action: Any, result: str, spec_view: dict[str, Any], out: ServiceQual
         if new is not None:
             spec_view[key] = out.spec[key] = applied[key] = new
     if action.ops_state:
-        spec_view["opsState"] = out.spec["opsState"] = applied["opsState"] = render_template(action.ops_state, result)
+        ops = _rendered(action.ops_state, result, ops_state_value, "opsState", invalid)
+        if ops is not None:
+            spec_view["opsState"] = out.spec["opsState"] = applied["opsState"] = ops
     if action.network_disabled is not None:
         spec_view["networkDisabled"] = out.spec["networkDisabled"] = applied["networkDisabled"] = (
             action.network_disabled
         )
     for key, value in (action.labels or {}).items():
-        out.labels[key] = applied[f"labels[{key}]"] = render_template(value, result)
+        text = _rendered(value, result, label_value, f"labels[{key}]", invalid)
+        if text is not None:
+            out.labels[key] = applied[f"labels[{key}]"] = text
     for key, value in (action.annotations or {}).items():
-        out.annotations[key] = applied[f"annotations[{key}]"] = render_template(value, result)
+        text = _rendered(value, result, _annotation_value, f"annotations[{key}]", invalid)
+        if text is not None:
+            out.annotations[key] = applied[f"annotations[{key}]"] = text
     return applied
 
 

@@ -18,27 +18,43 @@ from typing import Any
 
 from gamekeeper.control.manager import ControllerManager
 from gamekeeper.core.network import DEFAULT_PORT_RANGE, parse_port_range
+from gamekeeper.embedded.home import (  # re-exported: importers of this module have always found them here
+    HOME_ENV as HOME_ENV,
+)
+from gamekeeper.embedded.home import (
+    read_config as read_config,
+)
+from gamekeeper.embedded.home import (
+    remember_images as remember_images,
+)
+from gamekeeper.embedded.home import (
+    resolve_state_dir as resolve_state_dir,
+)
+from gamekeeper.embedded.home import (
+    running_controller_pid as running_controller_pid,
+)
 from gamekeeper.observe.notify_config import NotifyConfig
 from gamekeeper.observe.notify_source import notifications_running
 from gamekeeper.observe.wiring import Observability
 from gamekeeper.runtime.images import ImageMap
-from gamekeeper.runtime.local import LocalKubelet, LocalRuntime, alive, kill_processes_under, parse_container_id
+from gamekeeper.runtime.local import (
+    LocalKubelet,
+    LocalRestarter,
+    LocalRuntime,
+    alive,
+    kill_processes_under,
+    parse_container_id,
+)
 from gamekeeper.runtime.network import PodNetwork, network_dir, stop_proxy
 from gamekeeper.runtime.pidlock import PidLock
+from gamekeeper.store.integrity import pod_dirs
 from gamekeeper.store.sqlite import SqliteState, SqliteStore
 
 log = logging.getLogger("gamekeeper.embedded")
 
-HOME_ENV = "GAMEKEEPER_HOME"
 HOST_PORT_RANGE_ENV = "GAMEKEEPER_HOST_PORT_RANGE"
 HOST_PORT_ADDRESS_ENV = "GAMEKEEPER_HOST_PORT_ADDRESS"
-
-
-def resolve_state_dir(explicit: Path | None) -> Path:
-    if explicit is not None:
-        return explicit
-    env = os.environ.get(HOME_ENV)
-    return Path(env) if env else Path(".gamekeeper")
+API_FILE = "api.json"
 
 
 def utc_now() -> datetime:
@@ -87,26 +103,6 @@ class ControllerLock:
         self.lock.release()
 
 
-def running_controller_pid(state_dir: Path) -> int | None:
-    """The pid of the controller holding the lock, or None."""
-    return PidLock(state_dir, "controller").holder()
-
-
-def remember_images(state_dir: Path, path: Path) -> None:
-    config = read_config(state_dir)
-    config["images"] = str(path.resolve())
-    state_dir.mkdir(parents=True, exist_ok=True)
-    (state_dir / "config.json").write_text(json.dumps(config, indent=2) + "\n")
-
-
-def read_config(state_dir: Path) -> dict[str, Any]:
-    try:
-        data = json.loads((state_dir / "config.json").read_text())
-        return data if isinstance(data, dict) else {}
-    except (OSError, ValueError):
-        return {}
-
-
 class EmbeddedController:
     def __init__(
         self,
@@ -118,7 +114,11 @@ class EmbeddedController:
         notify: NotifyConfig | None = None,
         host_port_range: str | None = None,
         host_port_address: str | None = None,
+        api_addr: str | None = None,
+        api_token: str | None = None,
+        on_api_url: Callable[[str], None] | None = None,
     ) -> None:
+        self.api_addr, self.api_token, self.on_api_url = api_addr, api_token, on_api_url
         self.host_ports, self.host_port_address = resolve_host_ports(host_port_range, host_port_address)
         self.metrics_addr = metrics_addr
         self.notify = notify
@@ -131,7 +131,12 @@ class EmbeddedController:
     async def run(self, stop: asyncio.Event | None = None) -> None:
         lock = ControllerLock(self.state_dir)
         lock.acquire()
-        state = SqliteState(self.state_dir)
+        try:
+            # Every page read once: a damaged database is refused now, with what to do, not met mid-run.
+            state = SqliteState(self.state_dir, check=True)
+        except BaseException:
+            lock.release()
+            raise
         # Started inside the lock, so two controllers racing for one state never notify twice.
         notifications = contextlib.AsyncExitStack()
         cleanup = contextlib.AsyncExitStack()
@@ -149,7 +154,10 @@ class EmbeddedController:
                 store, runtime, self.clock, resync_seconds=self.resync_seconds, pod_listeners=[kubelet.enqueue],
                 change_listeners=[observability.on_change] if observability else [],
                 observe_reconcile=observability.observe_reconcile if observability else None,
+                restarter=LocalRestarter(store),
             )
+            if self.api_addr is not None:
+                await self._start_api(store, cleanup)
             tasks = [
                 asyncio.create_task(kubelet.run(), name="kubelet"),
                 asyncio.create_task(self.manager.run(), name="manager"),
@@ -174,6 +182,34 @@ class EmbeddedController:
             await notifications.aclose()  # after the controllers: their last events still go out
             state.close()
             lock.release()
+
+    async def _start_api(self, store: SqliteStore, cleanup: contextlib.AsyncExitStack) -> None:
+        from gamekeeper.observe.api import OpsApi, local_log_reader  # aiohttp: only when the API is on
+
+        assert self.api_addr is not None
+        api = OpsApi(store, self.clock, self.api_addr, self.api_token, logs=local_log_reader(self.state_dir))
+        url = await api.start()
+        cleanup.push_async_callback(api.stop)
+        # `gk dashboard` finds a running controller's API here.
+        where = self.state_dir / API_FILE
+        where.write_text(json.dumps({"url": url, "pid": os.getpid()}) + "\n")
+        cleanup.callback(lambda: where.unlink(missing_ok=True))
+        log.info("ops API and dashboard on %s", url)
+        if self.on_api_url is not None:
+            self.on_api_url(url)
+
+
+def running_api_url(state_dir: Path) -> str | None:
+    """The API address of the controller running for this state directory, if it serves one."""
+    pid = running_controller_pid(state_dir)
+    try:
+        data = json.loads((state_dir / API_FILE).read_text())
+    except (OSError, ValueError):
+        return None
+    if pid is None or not isinstance(data, dict) or data.get("pid") != pid:
+        return None
+    url = data.get("url")
+    return url if isinstance(url, str) else None
 
 
 def stop_controller(state_dir: Path, timeout: float = 10.0) -> bool:
@@ -203,6 +239,17 @@ def stop_game_servers(state: SqliteState, grace: float = 10.0) -> list[str]:
         shutil.rmtree(root, ignore_errors=True)
     stop_proxy(network_dir(state.state_dir))  # the host ports close with it
     return [p["metadata"]["name"] for p in pods]
+
+
+def stop_untracked_game_servers(state_dir: Path) -> int:
+    """`gk down` when the database cannot be read: every process working in a pod directory is killed."""
+    root = state_dir / "pods"
+    count = len(pod_dirs(state_dir))
+    if root.exists():
+        kill_processes_under(root)
+        shutil.rmtree(root, ignore_errors=True)
+    stop_proxy(network_dir(state_dir))
+    return count
 
 
 def _pid_alive(pid: int) -> bool:

@@ -44,7 +44,8 @@ def _convert(node: Schema, defs: dict[str, Schema], path: str) -> Schema:
         options = [o for o in node["anyOf"] if o.get("type") != "null"]
         nullable = len(options) < len(node["anyOf"])
         types = sorted(o.get("type", "") for o in options)
-        if types == ["integer", "string"] and all(set(o) == {"type"} for o in options):
+        # An int32-or-string's bounds cannot be stated structurally; gk apply checks them (api/kube_rules.py).
+        if types == ["integer", "string"] and all(set(o) <= {"type", "minimum", "maximum"} for o in options):
             out: Schema = {INT_OR_STRING: True}
         elif len(options) == 1:
             out = _convert(options[0], defs, path)

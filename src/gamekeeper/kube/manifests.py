@@ -14,9 +14,13 @@ Least privilege, rule by rule (each verb is used by a named piece of the operato
 - apps controllerrevisions: the workload controller's template history;
 - events.k8s.io events: create, and patch to bump a repeated event's series;
 - apps.kruise.io podprobemarkers: the PodProbeMarker reconciler (path a; unused, and harmless, without Kruise);
+- apps.kruise.io containerrecreaterequests: a recovery's in-place container restart (docs/recovery.md), created
+  and read back (get) only; without OpenKruise the recovery recreates the pod instead (pods delete, above);
 - coordination.k8s.io leases, in the operator's namespace only: leader election (`create` cannot be limited
   by name in RBAC; get/update/patch are limited to the one Lease).
 Probe-path detection uses API discovery, which every authenticated client may read: no rule needed.
+The external scaler (KEDA's gRPC API, docs/autoscaling.md) reads gameserversets and pods, already granted;
+its Service `gamekeeper-external-scaler` is what a ScaledObject's `scalerAddress` names.
 """
 
 from __future__ import annotations
@@ -30,6 +34,8 @@ from typing import Any
 import yaml
 
 from gamekeeper.kube.crds import all_crds
+from gamekeeper.kube.names import DEFAULT_NAMESPACE as DEFAULT_NAMESPACE
+from gamekeeper.kube.names import NAME as NAME
 
 
 def _version() -> str:
@@ -39,10 +45,10 @@ def _version() -> str:
         return "0.1.0"
 
 
-NAME = "gamekeeper-operator"
-DEFAULT_NAMESPACE = "gamekeeper-system"
 DEFAULT_IMAGE = f"gamekeeper:{_version()}"
 HEALTH_PORT = 8081
+EXTERNAL_SCALER_PORT = 6000  # upstream's port
+EXTERNAL_SCALER_SERVICE = "gamekeeper-external-scaler"
 ALL_VERBS = ["get", "list", "watch", "create", "update", "patch", "delete"]
 
 
@@ -54,6 +60,7 @@ class InstallOptions:
     watch_namespace: str | None = None  # None: every namespace (ClusterRoleBinding)
     probe: str = "auto"
     leader_elect: bool = True
+    external_scaler: bool = True
     resources: dict[str, Any] = field(default_factory=lambda: {
         "requests": {"cpu": "100m", "memory": "128Mi"},
         "limits": {"memory": "512Mi"},
@@ -89,6 +96,7 @@ def cluster_role() -> dict[str, Any]:
             {"apiGroups": ["apps"], "resources": ["controllerrevisions"], "verbs": ALL_VERBS},
             {"apiGroups": ["events.k8s.io"], "resources": ["events"], "verbs": ["create", "patch"]},
             {"apiGroups": ["apps.kruise.io"], "resources": ["podprobemarkers"], "verbs": ALL_VERBS},
+            {"apiGroups": ["apps.kruise.io"], "resources": ["containerrecreaterequests"], "verbs": ["get", "create"]},
         ],
     }
 
@@ -115,6 +123,12 @@ def operator_manifests(opts: InstallOptions) -> list[dict[str, Any]]:
         args.append("--no-leader-elect")
     if opts.watch_namespace:
         args.append(f"--namespace={opts.watch_namespace}")
+    ports = [{"name": "health", "containerPort": HEALTH_PORT, "protocol": "TCP"}]
+    if opts.external_scaler:
+        args.append(f"--external-scaler-addr=0.0.0.0:{EXTERNAL_SCALER_PORT}")
+        ports.append({"name": "scaler", "containerPort": EXTERNAL_SCALER_PORT, "protocol": "TCP"})
+    else:
+        args.append("--external-scaler-addr=")
     probe = {"httpGet": {"path": "/healthz", "port": "health"}, "periodSeconds": 10, "timeoutSeconds": 3}
     deployment = {
         "apiVersion": "apps/v1",
@@ -139,7 +153,7 @@ def operator_manifests(opts: InstallOptions) -> list[dict[str, Any]]:
                             {"name": "POD_NAMESPACE",
                              "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}},
                         ],
-                        "ports": [{"name": "health", "containerPort": HEALTH_PORT, "protocol": "TCP"}],
+                        "ports": ports,
                         "livenessProbe": {**probe, "initialDelaySeconds": 5},
                         "readinessProbe": {**probe, "httpGet": {"path": "/readyz", "port": "health"}},
                         "resources": opts.resources,
@@ -170,8 +184,21 @@ def operator_manifests(opts: InstallOptions) -> list[dict[str, Any]]:
             "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": f"{NAME}-leader-election"},
             "subjects": subject,
         },
+        *([external_scaler_service(ns)] if opts.external_scaler else []),
         deployment,
     ]
+
+
+def external_scaler_service(namespace: str) -> dict[str, Any]:
+    """What KEDA dials: `scalerAddress: gamekeeper-external-scaler.<namespace>:6000`."""
+    return {
+        "apiVersion": "v1", "kind": "Service",
+        "metadata": {"name": EXTERNAL_SCALER_SERVICE, "namespace": namespace, "labels": labels()},
+        "spec": {
+            "selector": {"app.kubernetes.io/name": NAME},
+            "ports": [{"name": "grpc", "port": EXTERNAL_SCALER_PORT, "targetPort": "scaler", "protocol": "TCP"}],
+        },
+    }
 
 
 def all_manifests(opts: InstallOptions, crds: bool = True, operator: bool = True) -> list[dict[str, Any]]:

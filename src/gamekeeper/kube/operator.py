@@ -33,6 +33,7 @@ from gamekeeper.control.queue import WorkQueue
 from gamekeeper.kube.client import KubeClient
 from gamekeeper.kube.leader import LeadershipLost, LeaseElector, LeaseTiming
 from gamekeeper.kube.ppm import PodProbeMarkerController
+from gamekeeper.kube.recovery import detect_restarter
 from gamekeeper.kube.resources import POD_PROBE_MARKER
 from gamekeeper.kube.runtime import KubeExecRuntime
 from gamekeeper.kube.store import KubeStore
@@ -76,6 +77,7 @@ class OperatorConfig:
     tick_seconds: float = 1.0
     metrics_addr: str | None = None  # host:port for /metrics (the leader's; a standby has none)
     notify: NotifyConfig | None = None  # notification sinks for the events the controllers record
+    external_scaler_addr: str | None = None  # host:port for KEDA's externalscaler gRPC (the leader's); None: off
 
 
 async def detect_probe_path(client: KubeClient, choice: ProbeChoice) -> tuple[ProbePath, str]:
@@ -172,6 +174,8 @@ class Operator:
         self.probe_path: ProbePath | None = None
         self.elector: LeaseElector | None = None
         self.store: KubeStore | None = None
+        self.external_scaler: Any = None  # grpc.aio.Server (grpc is imported only when it is served)
+        self.external_scaler_port: int | None = None
         self.manager: ControllerManager | None = None
         self.runtime: KubeExecRuntime | None = None
         self.ppm: PodProbeMarkerController | None = None
@@ -254,6 +258,9 @@ class Operator:
             await asyncio.gather(*tasks, return_exceptions=True)
             if self.manager is not None:
                 self.manager.prober.stop()
+            if self.external_scaler is not None:
+                await self.external_scaler.stop(1.0)
+                self.external_scaler = None
             if self.store is not None:
                 await self.store.stop()
             if self.elector is not None:
@@ -280,10 +287,14 @@ class Operator:
             controller_store = EventTap(store, notifier, self.clock)
             tasks.append(asyncio.create_task(_run_notifier(notifier), name="notify"))
             log.info("notifications on: %s", ", ".join(f"{s.name} ({s.type})" for s in cfg.notify.sinks))
+        restarter, why = await detect_restarter(self.client)
+        log.info("recovery container restart: %s", why)
         manager = ControllerManager(
             controller_store, self.runtime, self.clock, resync_seconds=cfg.resync_seconds,
             change_listeners=[observability.on_change] if observability else None,
             observe_reconcile=observability.observe_reconcile if observability else None,
+            restarter=restarter,
+            autoscale=False,
         )
         if self.probe_path == "kruise":
             install_prober(manager, _NoProber(store, self.runtime, self.clock))
@@ -293,6 +304,11 @@ class Operator:
         manager.workloads.requeue_after = manager.workload_queue.add_after
         self.manager = manager
         tasks.append(asyncio.create_task(manager.run(), name="manager"))
+        if cfg.external_scaler_addr:
+            from gamekeeper.kube.externalscaler import start_external_scaler
+
+            self.external_scaler, self.external_scaler_port = await start_external_scaler(
+                store, cfg.external_scaler_addr)
         if observability is not None and cfg.metrics_addr:
             tasks.append(asyncio.create_task(observability.serve(cfg.metrics_addr, manager), name="metrics"))
 

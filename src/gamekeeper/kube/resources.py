@@ -53,9 +53,12 @@ CONTROLLER_REVISION = Resource("apps", "v1", "controllerrevisions", "ControllerR
 EVENT = Resource("events.k8s.io", "v1", "events", "Event")
 LEASE = Resource("coordination.k8s.io", "v1", "leases", "Lease")
 POD_PROBE_MARKER = Resource("apps.kruise.io", "v1alpha1", "podprobemarkers", "PodProbeMarker", status_subresource=True)
+CONTAINER_RECREATE_REQUEST = Resource("apps.kruise.io", "v1alpha1", "containerrecreaterequests",
+                                      "ContainerRecreateRequest", status_subresource=True)
 CRD = Resource("apiextensions.k8s.io", "v1", "customresourcedefinitions", "CustomResourceDefinition", namespaced=False)
 NAMESPACE = Resource("", "v1", "namespaces", "Namespace", namespaced=False)
 SERVICE_ACCOUNT = Resource("", "v1", "serviceaccounts", "ServiceAccount")
+SERVICE = Resource("", "v1", "services", "Service")
 DEPLOYMENT = Resource("apps", "v1", "deployments", "Deployment")
 CLUSTER_ROLE = Resource("rbac.authorization.k8s.io", "v1", "clusterroles", "ClusterRole", namespaced=False)
 CLUSTER_ROLE_BINDING = Resource(
@@ -67,8 +70,9 @@ ROLE_BINDING = Resource("rbac.authorization.k8s.io", "v1", "rolebindings", "Role
 BY_KIND: dict[str, Resource] = {
     r.kind: r
     for r in (
-        GAME_SERVER_SET, GAME_SERVER, WORKLOAD, POD, CONTROLLER_REVISION, EVENT, LEASE, POD_PROBE_MARKER, CRD,
-        NAMESPACE, SERVICE_ACCOUNT, DEPLOYMENT, CLUSTER_ROLE, CLUSTER_ROLE_BINDING, ROLE, ROLE_BINDING,
+        GAME_SERVER_SET, GAME_SERVER, WORKLOAD, POD, CONTROLLER_REVISION, EVENT, LEASE, POD_PROBE_MARKER,
+        CONTAINER_RECREATE_REQUEST, CRD, NAMESPACE, SERVICE_ACCOUNT, SERVICE, DEPLOYMENT, CLUSTER_ROLE,
+        CLUSTER_ROLE_BINDING, ROLE, ROLE_BINDING,
     )
 }
 

@@ -165,3 +165,24 @@ class ProbeStatsCollector(Collector):
         for name, value in self.queues():
             depth.add_metric([name], value)
         yield from (outcomes, timeouts, skipped, writes, depth)
+
+
+class RecoveryStatsCollector(Collector):
+    """The recovery controller's counters (docs/recovery.md), read at scrape time."""
+
+    def __init__(self, stats: Callable[[], Any]) -> None:
+        self.stats = stats
+
+    def collect(self) -> Iterable[Any]:
+        stats = self.stats()
+        total = CounterMetricFamily("gamekeeper_recoveries", "Recovery attempts by set, quality, step kind and "
+                                    "outcome (started, succeeded, failed, interrupted, exhausted)",
+                                    labels=["set", "quality", "kind", "outcome"])
+        flying = GaugeMetricFamily("gamekeeper_recoveries_in_flight", "Game servers with a recovery in progress",
+                                   labels=["set"])
+        if stats is not None:
+            for (gss, quality, kind, outcome), count in sorted(stats.outcomes.items()):
+                total.add_metric([gss, quality, kind, outcome], count)
+            for gss, count in sorted(stats.in_flight().items()):
+                flying.add_metric([gss], count)
+        yield from (total, flying)

@@ -10,7 +10,8 @@ from datetime import datetime
 from typing import Any
 
 from gamekeeper.control.manager import ControllerManager
-from gamekeeper.observe.metrics import FleetMetrics, ProbeStatsCollector
+from gamekeeper.observe.autoscale_metrics import AutoscaleCollector
+from gamekeeper.observe.metrics import FleetMetrics, ProbeStatsCollector, RecoveryStatsCollector
 from gamekeeper.observe.server import Health, ObservabilityServer
 from gamekeeper.ports.store import Change, Store
 
@@ -26,6 +27,9 @@ class Observability:
         self._manager: ControllerManager | None = None
         self._pending: set[tuple[str, str, str]] = set()
         self.metrics.registry.register(ProbeStatsCollector(self._stats, self._queues))
+        self.metrics.registry.register(RecoveryStatsCollector(
+            lambda: self._manager.recovery.stats if self._manager else None))
+        self.metrics.registry.register(AutoscaleCollector(lambda: self._manager.autoscaler if self._manager else None))
 
     def _stats(self) -> Any:
         return self._manager.prober.stats if self._manager else None

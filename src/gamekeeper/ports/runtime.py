@@ -1,4 +1,5 @@
-"""The Runtime port: run a command inside a game server's container (for probes and `gk exec`)."""
+"""The Runtime port: run a command inside a game server's container (for probes and `gk exec`), and restart one
+container in place (for recovery)."""
 
 from __future__ import annotations
 
@@ -24,4 +25,13 @@ class Runtime(Protocol):
         self, pod: dict[str, Any], container: str, command: Sequence[str], timeout: float
     ) -> ExecResult:
         """Run `command` in the container's working directory and environment; kill it at `timeout`."""
+        ...
+
+
+class ContainerRestarter(Protocol):
+    async def restart_container(self, pod: dict[str, Any], container: str, token: str) -> str:
+        """Restart one container of the pod in place (the pod, its other containers, address and host ports stay).
+
+        `token` names this restart: asking again with the same token restarts nothing (crash safety). Returns a
+        line saying how it was done, for the recovery record."""
         ...

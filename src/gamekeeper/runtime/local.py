@@ -25,6 +25,8 @@
   (a fresh copy of the image, as a new container gets a fresh filesystem); a new command or environment keeps
   the directory. `containerStatuses[].image` is the image the container really runs, so a controller can tell
   when an update has been carried out.
+- Restart in place (a recovery's restartContainer): a new value of the pod annotation
+  `recovery.gamekeeper.io/restart-<container>` restarts that one container the same way, once.
 """
 
 from __future__ import annotations
@@ -51,6 +53,7 @@ from gamekeeper.control.queue import Slices
 from gamekeeper.core.network import pod_ip
 from gamekeeper.ports.runtime import ContainerNotRunning, ExecResult
 from gamekeeper.ports.store import Conflict, NotFound, Obj, Store
+from gamekeeper.runtime.adoption import FoundContainer, find_supervisors, still_running, untracked, untracked_message
 from gamekeeper.runtime.images import ImageMap, UnknownImage
 from gamekeeper.runtime.network import RETRY_SECONDS, PodNetwork
 from gamekeeper.runtime.spawn import PROBE_MARK, Leftovers, ProbeSpawner, default_spawner
@@ -61,6 +64,10 @@ FINALIZER = "gamekeeper.io/local-runtime"
 BACKOFF_START = 10.0
 BACKOFF_MAX = 300.0
 BACKOFF_RESET_AFTER = 600.0
+# A recovery's "restart this container in place" (docs/recovery.md): a new value of this pod annotation restarts
+# that one container once. The value each container was started under is kept in its spec record, so neither a
+# restarted controller nor a repeated write restarts it twice.
+RESTART_ANNOTATION_PREFIX = "recovery.gamekeeper.io/restart-"
 
 # The supervisor waits for the controller's "go" (sent once the container ID is on disk, in `.<container>.spec`):
 # a controller killed between starting the supervisor and recording it leaves no game process nobody knows of.
@@ -318,7 +325,7 @@ class LocalRuntime:
         if status is None or "running" not in (status.get("state") or {}):
             raise ContainerNotRunning(f'container {spec["name"]} of {pod["metadata"]["name"]} is not running')
         workdir = self.paths.workdir(pod, spec["name"])
-        cwd = workdir / spec["workingDir"].lstrip("/") if spec.get("workingDir") else workdir
+        cwd = container_cwd(workdir, spec.get("workingDir"))
         return cwd, container_environment(pod, spec, self.images)
 
     async def exec(
@@ -326,6 +333,30 @@ class LocalRuntime:
     ) -> ExecResult:
         cwd, env = self.exec_context(pod, container or None)
         return await run_with_timeout(command, cwd, env, timeout, leftovers=self.leftovers)
+
+
+class LocalRestarter:
+    """ContainerRestarter for embedded mode: the local kubelet restarts a container when its annotation changes."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    async def restart_container(self, pod: dict[str, Any], container: str, token: str) -> str:
+        meta = pod["metadata"]
+        key = RESTART_ANNOTATION_PREFIX + container
+        await self.store.patch("Pod", meta["namespace"], meta["name"], {"metadata": {"annotations": {key: token}}})
+        return f"asked the local kubelet to restart container {container} ({key}={token})"
+def container_cwd(workdir: Path, working_dir: str | None) -> Path:
+    """A container's workingDir, inside its working directory; OSError (RunContainerError) if it would leave it.
+
+    Admission refuses '..' already; this holds for a pod that did not pass it and for a symlink in the image.
+    """
+    if not working_dir:
+        return workdir
+    cwd = workdir / working_dir.lstrip("/")
+    if not cwd.resolve().is_relative_to(workdir.resolve()):
+        raise OSError(f"workingDir {working_dir!r} leaves the container's directory")
+    return cwd
 
 
 @dataclass
@@ -345,6 +376,7 @@ class _Container:
     spec_hash: str | None = None  # container_spec_hash of what it was last started from (None: unknown)
     image: str | None = None  # the image it was last started from
     replacing: bool = False  # stopped because its definition changed: start again at once
+    restart_token: str | None = None  # the RESTART_ANNOTATION_PREFIX value it was started under
     stop_task: asyncio.Task[None] | None = None
 
 
@@ -383,6 +415,9 @@ class LocalKubelet:
         self._queue: asyncio.Queue[tuple[str, str]] = asyncio.Queue()
         self._queued: set[tuple[str, str]] = set()
         self._tasks: set[asyncio.Task[Any]] = set()
+        # Container supervisors found running at start, by (namespace, pod, container): a pod record whose status
+        # does not name them (the store lost it) claims them by name instead of starting a second game server.
+        self._found: dict[tuple[str, str, str], FoundContainer] = {}
 
     # -- driving ------------------------------------------------------------------------------------------
 
@@ -405,6 +440,7 @@ class LocalKubelet:
                     await self.network.start(await self.store.list("Pod"))
                 except Exception:
                     log.exception("reading the network allocations back failed")
+            await self._find_running()
             await self.resync()
             slices = Slices()  # a resync brings every pod here at once: share the loop as the work queues do
             while True:
@@ -424,6 +460,46 @@ class LocalKubelet:
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def _find_running(self) -> None:
+        """Find every container supervisor under the pods directory; report those the store has no pod for."""
+        # One pass over /proc (a fraction of a second with thousands of processes): off the loop.
+        self._found = await asyncio.to_thread(find_supervisors, self.paths.state_dir)
+        pods = await self.store.list("Pod")
+        lost = untracked(self._found, ((p["metadata"]["namespace"], p["metadata"]["name"]) for p in pods))
+        if not lost:
+            return
+        log.warning("%s", untracked_message(lost))
+        for f in lost:
+            involved = {"kind": "Pod", "metadata": {"namespace": f.namespace, "name": f.pod, "uid": ""}}
+            with contextlib.suppress(Exception):  # the report must not keep the kubelet from starting
+                await self.store.record_event(
+                    involved, "Warning", "UntrackedGameServer",
+                    f"container {f.container} is running (pid {f.pid}) but the state database has no pod "
+                    f"{f.pod}: re-apply its GameServerSet to re-adopt it by name, or gk down to stop it",
+                )
+
+    def _claim_found(self, pod: Obj, state: _Pod) -> None:
+        """Containers of this pod found running although its record does not say so: adopted, never doubled."""
+        meta = pod["metadata"]
+        for spec in pod["spec"]["containers"]:
+            found = self._found.pop((meta["namespace"], meta["name"], spec["name"]), None)
+            c = state.containers.get(spec["name"])
+            if found is None or (c is not None and c.cid and alive(c.cid)) or not still_running(found):
+                continue
+            if c is None:
+                c = state.containers[spec["name"]] = _Container(spec["name"])
+            record = self._read_spec_record(pod, c.name)
+            if record is not None:
+                c.spec_hash, c.image = record.get("hash"), record.get("image")
+            else:
+                c.spec_hash, c.image = container_spec_hash(spec), spec.get("image")
+            c.cid, c.terminated = found.container_id, None
+            c.started_at = c.started_at or format_time(self.clock())
+            c.started_mono = asyncio.get_running_loop().time()
+            self._watch_exit(c)
+            log.warning("re-adopted container %s of %s/%s (%s): it was running although the pod record did not "
+                        "say so (the store had lost it)", c.name, meta["namespace"], meta["name"], c.cid)
 
     def _spawn(self, coro: Coroutine[Any, Any, None], name: str) -> asyncio.Task[None]:
         task = asyncio.get_running_loop().create_task(coro, name=name)
@@ -479,15 +555,17 @@ class LocalKubelet:
             if c.stop_task is not None:
                 continue  # being stopped for a new definition: started again once it is down
             changed = c.spec_hash is not None and c.spec_hash != container_spec_hash(spec)
+            token = (meta.get("annotations") or {}).get(RESTART_ANNOTATION_PREFIX + c.name)
+            asked = token is not None and token != c.restart_token
             if c.cid and alive(c.cid):
-                if changed:
-                    log.info("container %s of %s changed (%s): restarting it", c.name, name,
-                             self._what_changed(c, spec))
+                if changed or asked:
+                    log.info("container %s of %s %s: restarting it", c.name, name,
+                             f"changed ({self._what_changed(c, spec)})" if changed else f"restart asked ({token})")
                     c.replacing = True
                     # On disk before the SIGTERM: a controller killed during the stop still owes the new start,
                     # whatever the restartPolicy (the game may well exit 0 on SIGTERM).
                     self._write_spec_record(pod, c.name, c.spec_hash or "", c.image or "", c.cid, c.started_at,
-                                            replacing=True)
+                                            replacing=True, restart=c.restart_token)
                     c.stop_task = self._spawn(self._stop_for_change(pod, c), f"restart {namespace}/{name}/{c.name}")
                 continue
             if c.cid:  # it ended while nobody was watching (or just now)
@@ -572,11 +650,13 @@ class LocalKubelet:
             record = self._read_spec_record(pod, c.name)
             if record is not None:
                 c.spec_hash, c.image = record.get("hash"), record.get("image")
+                c.restart_token = record.get("restart")
                 c.replacing = bool(record.get("replacing"))
             elif running and c.name in specs:
                 # Started by a version that kept no record: take it to run what the pod says, so that upgrading
                 # the controller restarts nothing; a later change is then noticed as usual.
                 c.spec_hash, c.image = container_spec_hash(specs[c.name]), cs.get("image")
+                c.restart_token = (meta.get("annotations") or {}).get(RESTART_ANNOTATION_PREFIX + c.name)
             recorded = record.get("cid") if record is not None else None
             reported = cs.get("containerID") or ((cs.get("state") or {}).get("terminated") or {}).get("containerID")
             if recorded and recorded != reported and alive(recorded):
@@ -602,6 +682,8 @@ class LocalKubelet:
             else:
                 c.terminated = (cs.get("state") or {}).get("terminated")
             state.containers[c.name] = c
+        if self._found:
+            self._claim_found(pod, state)
         return state
 
     def _start(self, pod: Obj, spec: Mapping[str, Any], c: _Container) -> None:
@@ -621,7 +703,7 @@ class LocalKubelet:
         if not workdir.exists():
             workdir.parent.mkdir(parents=True, exist_ok=True)
             shutil.copytree(image.directory, workdir, symlinks=True)
-        cwd = workdir / spec["workingDir"].lstrip("/") if spec.get("workingDir") else workdir
+        cwd = container_cwd(workdir, spec.get("workingDir"))
         cwd.mkdir(parents=True, exist_ok=True)
         exit_file = self.paths.exit_file(pod, c.name)
         if record is not None and record.get("cid"):
@@ -648,15 +730,17 @@ class LocalKubelet:
         digest = container_spec_hash(spec)
         cid = container_id(proc.pid, start or 0)
         started_at = format_time(self.clock())
+        token = (pod["metadata"].get("annotations") or {}).get(RESTART_ANNOTATION_PREFIX + c.name)
         assert proc.stdin is not None
         try:
-            self._write_spec_record(pod, c.name, digest, reference, cid, started_at)
+            self._write_spec_record(pod, c.name, digest, reference, cid, started_at, restart=token)
             with contextlib.suppress(OSError):
                 proc.stdin.write(b"go\n")
         finally:
             # Closed without "go" (no record): the supervisor ends before its game starts, as when we die here.
             with contextlib.suppress(OSError):
                 proc.stdin.close()
+        c.restart_token = token
         if c.spec_hash is not None and c.spec_hash != digest:
             c.backoff = -1.0  # a new definition starts with a back-off of its own
         c.spec_hash, c.image, c.replacing = digest, reference, False

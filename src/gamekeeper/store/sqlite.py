@@ -9,11 +9,11 @@ instead of overwriting. Watchers are woken without polling: each watcher binds a
 
 from __future__ import annotations
 
-import asyncio
 import builtins
 import contextlib
 import copy
 import json
+import logging
 import os
 import socket
 import sqlite3
@@ -24,14 +24,18 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from gamekeeper.api.models import OWNER_GSS_KEY
+from gamekeeper.api.keys import OWNER_GSS_KEY
 from gamekeeper.api.times import format_time
 from gamekeeper.ports.store import AlreadyExists, Change, Conflict, EventRecord, NotFound, Obj
+from gamekeeper.store import integrity
+
+log = logging.getLogger("gamekeeper.store")
 
 # The set an object belongs to, indexed: a set's controllers list its pods on every reconcile, and without the
 # index each listing parsed every pod of the namespace, the other sets' included. A query uses the index only
-# when it spells the expression exactly so.
-OWNER_EXPR = f"""json_extract(body, '$.metadata.labels."{OWNER_GSS_KEY}"')"""
+# when it spells the expression exactly so. A body that is not JSON (a damaged row) indexes as NULL: json_extract
+# alone would raise, and then the row could be neither replaced nor deleted.
+OWNER_EXPR = f"""CASE WHEN json_valid(body) THEN json_extract(body, '$.metadata.labels."{OWNER_GSS_KEY}"') END"""
 
 SCHEMA = f"""
 CREATE TABLE IF NOT EXISTS objects (
@@ -52,6 +56,10 @@ CREATE INDEX IF NOT EXISTS events_object ON events (namespace, kind, name);
 CREATE INDEX IF NOT EXISTS objects_owner ON objects (kind, namespace, {OWNER_EXPR}, name);
 CREATE TABLE IF NOT EXISTS counter (id INTEGER PRIMARY KEY CHECK (id = 1), rv INTEGER NOT NULL);
 INSERT OR IGNORE INTO counter (id, rv) VALUES (1, 0);
+CREATE TABLE IF NOT EXISTS quarantine (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, kind TEXT NOT NULL, namespace TEXT NOT NULL, name TEXT NOT NULL,
+    body TEXT NOT NULL, moved TEXT NOT NULL
+);
 """
 
 CHANGES_KEPT = 50_000
@@ -76,10 +84,35 @@ def _now() -> str:
     return format_time(datetime.now(UTC))
 
 
-class SqliteState:
-    """Synchronous access to one state directory (used by the CLI directly, and by SqliteStore)."""
+def _sound(obj: Any) -> bool:
+    """Enough of an object for every reader: its kind, and metadata with a name and a namespace (the rest is each
+    reader's own to check)."""
+    if type(obj) is not dict or type(obj.get("kind")) is not str:
+        return False
+    meta = obj.get("metadata")
+    return type(meta) is dict and type(meta.get("name")) is str and type(meta.get("namespace")) is str
 
-    def __init__(self, state_dir: Path, clock: Any = None) -> None:
+
+def _unsound(obj: Any) -> str:
+    """What `_sound` found missing, for the warning."""
+    if type(obj) is not dict:
+        return f"its body is {json.dumps(obj)[:20]}"
+    if type(obj.get("metadata")) is not dict:
+        return "its body has no metadata"
+    return "its body lacks kind, metadata.name or metadata.namespace"
+
+
+class SqliteState:
+    """Synchronous access to one state directory (used by the CLI directly, and by SqliteStore).
+
+    Opening refuses a damaged, foreign or newer database with `integrity.StateDamaged` (`check=True` also reads
+    every page, as the controller does once at start). A damaged row is skipped with a warning naming it.
+    """
+
+    # The database opened last in this process, for naming it in an error that SQLite raises later.
+    opened: Path | None = None
+
+    def __init__(self, state_dir: Path, clock: Any = None, check: bool = False, new: bool = False) -> None:
         self.state_dir = Path(state_dir)
         self.state_dir.mkdir(parents=True, exist_ok=True)
         self.watch_dir = self.state_dir / "watch"
@@ -91,11 +124,26 @@ class SqliteState:
         self._sender: socket.socket | None = None
         self._watch_list: builtins.list[str] = []
         self._watch_seen: int | None = None  # the watch directory's mtime when _watch_list was (safely) taken
+        self._warned: set[tuple[str, str, str]] = set()
+        SqliteState.opened = self.path
+        new = integrity.check_before_open(self.state_dir, self.path, new)
         self.db = sqlite3.connect(self.path, timeout=30, isolation_level=None, check_same_thread=False)
-        self.db.execute("PRAGMA journal_mode=WAL")
-        self.db.execute("PRAGMA synchronous=NORMAL")
-        self.db.execute("PRAGMA busy_timeout=30000")
-        self.db.executescript(SCHEMA)
+        try:
+            self.db.execute("PRAGMA busy_timeout=30000")
+            unstamped = integrity.check_header(self.db, self.path, new)
+            if check:
+                integrity.quick_check(self.db, self.path)
+            self.db.execute("PRAGMA journal_mode=WAL")
+            self.db.execute("PRAGMA synchronous=NORMAL")
+            old_index = self.db.execute("SELECT sql FROM sqlite_master WHERE name = 'objects_owner'").fetchone()
+            if old_index is not None and "json_valid" not in old_index[0]:
+                self.db.execute("DROP INDEX objects_owner")  # made by an earlier gk; made again below
+            self.db.executescript(SCHEMA)
+            if unstamped:
+                integrity.stamp(self.db)
+        except BaseException:
+            self.db.close()
+            raise
 
     def close(self) -> None:
         self.db.close()
@@ -174,7 +222,31 @@ class SqliteState:
         row = self.db.execute(
             "SELECT body FROM objects WHERE kind = ? AND namespace = ? AND name = ?", (kind, namespace, name)
         ).fetchone()
-        return json.loads(row[0]) if row else None
+        return self._parse(kind, namespace, name, row[0]) if row else None
+
+    def _parse(self, kind: str, namespace: str, name: str, body: str) -> Obj | None:
+        """A stored body, or None (with one warning naming the row) when it is not a whole object."""
+        try:
+            obj = json.loads(body)
+        except ValueError as e:
+            problem = f"its body is not JSON ({e})"
+        else:
+            if _sound(obj):
+                return obj  # type: ignore[no-any-return]
+            problem = _unsound(obj)
+        if (kind, namespace, name) not in self._warned:
+            self._warned.add((kind, namespace, name))
+            log.warning(
+                "%s: skipped %s %s/%s: %s; it is treated as absent (a new write of it keeps the old body in the "
+                "quarantine table; `gk state check` lists such rows)", self.path, kind, namespace, name, problem,
+            )
+        return None
+
+    def _parse_rows(self, where: str, args: builtins.list[Any], order: str) -> builtins.list[Obj]:
+        rows = self.db.execute(
+            f"SELECT kind, namespace, name, body FROM objects WHERE {where} ORDER BY {order}", args
+        ).fetchall()
+        return [o for o in (self._parse(*r) for r in rows) if o is not None]
 
     def list(
         self, kind: str, namespace: str | None = None, labels: Mapping[str, str] | None = None
@@ -189,16 +261,26 @@ class SqliteState:
             where += f" AND {OWNER_EXPR} = ?"
             args.append(owner)
         order = "name" if namespace is not None else "namespace, name"
-        rows = self.db.execute(f"SELECT body FROM objects WHERE {where} ORDER BY {order}", args)
+        rows = self.db.execute(f"SELECT body FROM objects WHERE {where} ORDER BY {order}", args).fetchall()
         # One parse for all rows: the parser then shares each key string among all the objects (less memory and
-        # time than parsing the bodies one by one).
-        out: builtins.list[Obj] = json.loads("[" + ",".join(r[0] for r in rows) + "]")
+        # time than parsing the bodies one by one). A damaged row sends the listing the slow way, row by row.
+        try:
+            out: builtins.list[Obj] = json.loads("[" + ",".join(r[0] for r in rows) + "]")
+        except ValueError:
+            out = []
+        if len(out) != len(rows) or not all(_sound(o) for o in out):
+            out = self._parse_rows(where, args, order)
         if labels:
             out = [
                 o for o in out
                 if all((o["metadata"].get("labels") or {}).get(k) == v for k, v in labels.items())
             ]
         return out
+
+    def keys(self, kind: str) -> set[tuple[str, str]]:
+        """(namespace, name) of every stored object of a kind, damaged rows included (without parsing bodies)."""
+        rows = self.db.execute("SELECT namespace, name FROM objects WHERE kind = ?", (kind,))
+        return {(r[0], r[1]) for r in rows}
 
     def current_rv(self) -> int:
         return int(self.db.execute("SELECT rv FROM counter WHERE id = 1").fetchone()[0])
@@ -217,6 +299,13 @@ class SqliteState:
     def _stored(self, kind: str, namespace: str, name: str) -> Obj | None:
         return self.get(kind, namespace, name)
 
+    def _quarantine(self, kind: str, namespace: str, name: str) -> None:
+        """Keep a damaged row's body before a new object takes its place (it may still be read by hand)."""
+        self.db.execute(
+            "INSERT INTO quarantine (kind, namespace, name, body, moved) SELECT kind, namespace, name, body, ?"
+            " FROM objects WHERE kind = ? AND namespace = ? AND name = ?", (self._clock(), kind, namespace, name),
+        )
+
     def _write(self, obj: Obj, change: str) -> Obj:
         meta = obj["metadata"]
         rv = self._next_rv(obj["kind"], meta["namespace"], meta["name"], change)
@@ -234,6 +323,7 @@ class SqliteState:
         with self._tx():
             if self._stored(obj["kind"], meta["namespace"], meta["name"]) is not None:
                 raise AlreadyExists(f'{obj["kind"]} "{meta["name"]}" already exists')
+            self._quarantine(obj["kind"], meta["namespace"], meta["name"])
             meta["uid"] = str(uuid.uuid4())
             meta["generation"] = 1
             meta["creationTimestamp"] = self._clock()
@@ -336,9 +426,14 @@ class SqliteState:
             "SELECT body FROM objects WHERE namespace = ? AND body LIKE ?", (meta["namespace"], f"%{uid}%")
         ).fetchall()
         for (body,) in rows:
-            dependent = json.loads(body)
+            try:
+                dependent = json.loads(body)
+            except ValueError:
+                continue  # a damaged row: left for `gk state check`, never collected blind
+            if not _sound(dependent):
+                continue
             owners = dependent["metadata"].get("ownerReferences") or []
-            if any(o.get("uid") == uid for o in owners):
+            if any(type(o) is dict and o.get("uid") == uid for o in owners):
                 self._delete(dependent)
 
     # -- events -------------------------------------------------------------------------------------------
@@ -401,6 +496,8 @@ class Waker:
         # A reader callback and a timer on one future: no task per wait (asyncio.wait_for wraps sock_recv in one),
         # and a cancellation always arrives (Python 3.11's wait_for can swallow one that races with the
         # result, and the watching task then never stops).
+        import asyncio  # here: only code already running an event loop waits, and `gk get` never loads asyncio
+
         loop = asyncio.get_running_loop()
         ready = loop.create_future()
 
