@@ -323,8 +323,5 @@ def test_game_process_killed(fleet: Fleet, state: SqliteState, faults: FaultConf
     kill_processes_rounds(fleet, state, faults, "game-killed", ["game"])
 
 
-@pytest.mark.xfail(reason="issue 12 item 4: a killed supervisor leaves its game running and a second one is "
-                   "started; fixed in runtime/local.py on branch rel-runtime (remove this mark once merged)",
-                   strict=False)
 def test_supervisor_killed(fleet: Fleet, state: SqliteState, faults: FaultConfig) -> None:
     kill_processes_rounds(fleet, state, faults, "supervisor-killed", ["supervisor", "both"])

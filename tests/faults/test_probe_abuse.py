@@ -104,8 +104,6 @@ def assert_clean(fleet: Fleet, pid: int, markers: list[bytes]) -> None:
     assert leftovers == [], f"probe processes left behind: {leftovers}"
 
 
-@pytest.mark.xfail(reason="issue 12 item 7(b): probe output is held whole before it is capped; the spawner "
-                   "writes it to a memory file without bound (runtime/spawn.py, branch rel-runtime)", strict=False)
 @pytest.mark.parametrize("command", [
     ["sh", "-c", "head -c 52428800 /dev/zero"],  # 50 MB, then exit
     ["sh", "-c", "cat /dev/zero"],  # endless, until the timeout
