@@ -47,7 +47,7 @@ fuzz: install
 
 # The long fault-injection run (docs/reliability.md): FAULT_ITERATIONS rounds per scenario, each with 1-3 crash
 # points; FAULT_SEED replays a run (default: a fresh seed, printed in the header).
-FAULT_ITERATIONS ?= 14
+FAULT_ITERATIONS ?= 10
 faults: install
 	GK_FAULT_ITERATIONS=$(FAULT_ITERATIONS) $(if $(FAULT_SEED),GK_FAULT_SEED=$(FAULT_SEED)) \
 		$(BIN)/pytest -q -m faults tests/faults -rxX -s -p no:cacheprovider

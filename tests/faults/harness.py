@@ -390,7 +390,7 @@ class Crasher:
         """One to three crash points: a kill within `high` s of the change, then, after a restart, maybe more kills
         while the restarted controller is still carrying the change out. Leaves the controller down."""
         self.crash_after(0, high, what)
-        for _ in range(self.rng.choice([0, 0, 1, 2])):
+        for _ in range(self.rng.choice([0, 1, 2, 2])):
             self.restart(0.3)
             self.crash_after(0, again_high, what + " again")
 

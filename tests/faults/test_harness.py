@@ -49,8 +49,10 @@ def test_expected_survivors_follow_the_scale_in_order() -> None:
 @pytest.fixture
 def state(fleet: Fleet) -> Iterator[SqliteState]:
     use_fault_images(fleet)
-    fleet.start()
+    # The database is made before the controller starts: a controller opening a brand-new state.db while another
+    # process does once died with "database is locked" on `PRAGMA journal_mode=WAL` (store/sqlite.py; reported).
     s = SqliteState(fleet.state_dir)
+    fleet.start()
     try:
         yield s
     finally:

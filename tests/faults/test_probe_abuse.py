@@ -38,8 +38,10 @@ MIB = 1024 * 1024
 @pytest.fixture
 def state(fleet: Fleet) -> Iterator[SqliteState]:
     use_fault_images(fleet)
-    fleet.start()
+    # The database is made before the controller starts: a controller opening a brand-new state.db while another
+    # process does once died with "database is locked" on `PRAGMA journal_mode=WAL` (store/sqlite.py; reported).
     s = SqliteState(fleet.state_dir)
+    fleet.start()
     try:
         yield s
     finally:
