@@ -42,8 +42,6 @@ app = typer.Typer(
     # Plain click help, as kubectl's is plain: rich's help formatter alone costs more than the rest of start-up.
     rich_markup_mode=None,
 )
-
-
 err = LazyConsole(stderr=True, highlight=False, soft_wrap=True)
 
 KINDS = {
@@ -877,9 +875,8 @@ def _metadata_command(
     field_selector: str | None, all_: bool, namespace: str, state_dir: Path | None,
 ) -> None:
     kind = _kind(resource)
-    selecting = bool(selector or field_selector or all_)
-    names = [] if selecting else [a for a in args if "=" not in a and not a.endswith("-")]
-    specs = args if selecting else [a for a in args if a not in names]
+    names = [a for a in args if "=" not in a and not a.endswith("-")]
+    specs = [a for a in args if a not in names]
     try:
         add, remove = sel.parse_pairs(specs, verb, validate_values=field == "labels")
     except sel.SelectionError as e:
