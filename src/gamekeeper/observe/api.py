@@ -208,7 +208,9 @@ class OpsApi:
         status = gs.get("status") or {}
         meta = gs["metadata"]
         events = await self.store.list_events(meta["namespace"], "GameServer", meta["name"])
+        pod = await self.store.get("Pod", meta["namespace"], meta["name"])
         return web.json_response({
+            "containers": [c["name"] for c in ((pod or {}).get("spec") or {}).get("containers") or []],
             "name": meta["name"], "namespace": meta["namespace"], "now": _stamp(self.clock()),
             "opsState": (gs.get("spec") or {}).get("opsState", "None"),
             "serviceQualitiesConditions": status.get("serviceQualitiesConditions") or [],
@@ -456,6 +458,8 @@ class OpsApi:
                 async with asyncio.timeout(1.0):
                     await self._events_due.wait()
             self._events_due.clear()
+            if not self._subscribers and self._event_marks is not None:
+                continue  # nobody is listening: no need to list (in Kubernetes mode, an API call)
             try:
                 records = await self.store.list_events()
             except Exception as e:  # a flaky API server must not end the stream
@@ -516,6 +520,20 @@ def _natural(name: str) -> tuple[str, int]:
 
 def _stamp(moment: datetime) -> str:
     return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def kube_log_reader(client: Any) -> LogReader:
+    """Kubernetes mode: the pod's log through the API server (pods/log)."""
+
+    async def read(pod: Obj, container: str, tail: int) -> str:
+        meta = pod["metadata"]
+        text = await client.request(
+            "GET", f"/api/v1/namespaces/{meta['namespace']}/pods/{meta['name']}/log",
+            params={"container": container, "tailLines": str(tail)}, accept="text/plain", what="pod log")
+        # The client decodes JSON answers; a log that happens to be one JSON value is still text here.
+        return text if isinstance(text, str) else json.dumps(text)
+
+    return read
 
 
 def local_log_reader(state_dir: Path) -> LogReader:

@@ -337,8 +337,8 @@ async function loadGs() {
   const h = await api(base + "/history");
   detail = h.status === 200 ? h.data : null;
   const sel = $("log-container");
-  const g = S.gs.get(S.current);
-  const containers = g ? ((g.spec || {}).containers || []).map((c) => c.name) : [];
+  const containers = detail ? detail.containers || [] : [];
+  if (sel.dataset.gs !== S.current) { sel.dataset.gs = S.current; sel.replaceChildren(); }
   if (![...sel.options].length && containers.length) sel.replaceChildren(...containers.map((c) => el("option", { text: c })));
   const lg = await api(base + "/log?tailLines=200" + (sel.value ? "&container=" + encodeURIComponent(sel.value) : ""));
   $("gs-log").textContent = lg.status === 200 ? lg.data || "(empty)" : "(" + (lg.data.message || lg.status) + ")";
