@@ -222,3 +222,21 @@ def test_read_only_without_a_token_and_exposed_needs_one(tmp_path: Path) -> None
     asyncio.run(scenario())
     assert (state.get("GameServer", "default", "a-0") or {}).get("spec") == {}
     time.sleep(0)
+
+
+@pytest.mark.slow
+def test_gk_dashboard_starts_a_controller_or_finds_the_running_one(fleet: Fleet) -> None:
+    first = fleet.gk("dashboard")
+    url = first.stdout.strip().splitlines()[-1]
+    assert "controller started in the background" in first.stdout and url.startswith("http://127.0.0.1:")
+    again = fleet.gk("dashboard")
+    assert again.stdout.strip() == url  # found, not started again
+    with urllib.request.urlopen(url, timeout=10) as resp:
+        page = resp.read().decode()
+    assert resp.headers["Content-Type"].startswith("text/html") and "/dashboard/app.js" in page
+    with urllib.request.urlopen(url + "dashboard/app.js", timeout=10) as resp:
+        assert b"EventSource cannot send" in resp.read()
+    code, _ = call(url + "dashboard/..%2fapi.py")
+    assert code == 404
+    bad = fleet.gk("serve", "--api-addr", "0.0.0.0:0", check=False)
+    assert bad.returncode == 1 and "not a loopback address" in bad.stderr and "--api-token-file" in bad.stderr

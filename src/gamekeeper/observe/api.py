@@ -77,7 +77,7 @@ class OpsApi:
         self.dashboard = dashboard
         self.loopback = is_loopback(self.host)
         self._runner: web.AppRunner | None = None
-        self._subscribers: set[asyncio.Queue[str | None]] = set()
+        self._subscribers: set[asyncio.Queue[tuple[str, str] | None]] = set()  # (namespace, SSE text)
         self._tasks: list[asyncio.Task[Any]] = []
         self._event_marks: dict[tuple[str, ...], tuple[int, str]] | None = None
         self._events_due = asyncio.Event()
@@ -400,7 +400,7 @@ class OpsApi:
         resp = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache",
                                            "X-Accel-Buffering": "no"})
         await resp.prepare(request)
-        queue: asyncio.Queue[str | None] = asyncio.Queue(maxsize=20_000)
+        queue: asyncio.Queue[tuple[str, str] | None] = asyncio.Queue(maxsize=20_000)
         self._subscribers.add(queue)
         try:
             await resp.write(b"retry: 1000\nevent: hello\ndata: {}\n\n")
@@ -413,20 +413,21 @@ class OpsApi:
                     continue
                 if item is None:
                     break
-                if namespace and f'"namespace": "{namespace}"' not in item:
+                if namespace and item[0] != namespace:
                     continue
-                await resp.write(item.encode())
-        except (ConnectionResetError, asyncio.CancelledError):
-            pass
+                await resp.write(item[1].encode())
+        except ConnectionResetError:
+            pass  # the reader went away
         finally:
             self._subscribers.discard(queue)
         return resp
 
     def _broadcast(self, event: str, data: Obj) -> None:
-        text = f"event: {event}\ndata: {json.dumps(data)}\n\n"
+        namespace = str((data.get("object") or data).get("metadata", {}).get("namespace", ""))
+        item = (namespace, f"event: {event}\ndata: {json.dumps(data)}\n\n")
         for queue in list(self._subscribers):
             try:
-                queue.put_nowait(text)
+                queue.put_nowait(item)
             except asyncio.QueueFull:  # a reader this far behind reconnects and re-lists
                 self._subscribers.discard(queue)
                 with contextlib.suppress(asyncio.QueueFull):
