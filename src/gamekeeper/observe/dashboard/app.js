@@ -9,7 +9,7 @@ const ROW = 30;
 const S = {
   gs: new Map(), gss: new Map(), events: [], warnings: [], selected: new Set(), sort: { key: "name", dir: 1 },
   filter: "", filterSet: "", filterOps: "", rows: [], dirtyRows: true, focus: 0, view: "overview", current: null,
-  writable: false, loadedAt: Date.now(),
+  writable: false, loadedAt: Date.now(), dirtyWarnings: true, warningsAt: 0,
 };
 window.gamekeeper = S; // for tests and the curious: the page's state
 
@@ -56,7 +56,7 @@ async function loadAll() {
   S.events = ev.data.items;
   S.warnings = ev.data.items.filter((e) => e.type === "Warning").slice(-50);
   S.writable = who.data.writable;
-  S.dirtyRows = true;
+  S.dirtyRows = true; S.dirtyWarnings = true;
   schedule();
   return true;
 }
@@ -103,7 +103,7 @@ function onMessage(ev, d) {
     if (ev === "gameserver") S.dirtyRows = true;
   } else if (ev === "event") {
     S.events.push(d); if (S.events.length > 500) S.events.splice(0, S.events.length - 500);
-    if (d.type === "Warning") { S.warnings.push(d); if (S.warnings.length > 50) S.warnings.shift(); }
+    if (d.type === "Warning") { S.warnings.push(d); if (S.warnings.length > 50) S.warnings.shift(); S.dirtyWarnings = true; }
   }
   schedule();
 }
@@ -138,7 +138,10 @@ function render() {
   if (S.view === "servers") renderTable();
   if (S.view === "gs") renderGs();
   if (S.view === "events") renderEventList($("all-events"), S.events.slice(-200).reverse(), true);
-  renderEventList($("warnings"), S.warnings.slice().reverse(), true);
+  if (S.dirtyWarnings || Date.now() - S.warningsAt > 5000) {
+    renderEventList($("warnings"), S.warnings.slice().reverse(), true);
+    S.dirtyWarnings = false; S.warningsAt = Date.now();
+  }
 }
 
 function counts(items, f) {
@@ -190,20 +193,28 @@ function rowData(g) {
   const sq = (st.serviceQualitiesConditions || []).filter((c) => "status" in c).map((c) => c.name + "=" + text(c.result)).join(", ");
   return { key: key(g), name: g.metadata.name, ns: g.metadata.namespace, set: (g.metadata.labels || {})[OWNER] || "",
     state: text(st.currentState), ops: sp.opsState || "None", dp: text(st.deletionPriority), up: text(st.updatePriority),
-    sq, rv: g.metadata.resourceVersion, labels: JSON.stringify(g.metadata.labels || {}) };
+    sq, rv: g.metadata.resourceVersion, labels: JSON.stringify(g.metadata.labels || {}),
+    haystack: "" };
 }
-function natural(a, b) { return a.localeCompare(b, undefined, { numeric: true }); }
+// One collator: localeCompare with options builds one per call, which dominates sorting thousands of rows.
+const natural = new Intl.Collator(undefined, { numeric: true }).compare;
+// Row cells per object: an update replaces the object, so the cache never serves stale cells.
+const rowCache = new WeakMap();
+function cachedRow(g) { let r = rowCache.get(g); if (!r) { r = rowData(g); rowCache.set(g, r); } return r; }
 
 function computeRows() {
   const f = S.filter.toLowerCase();
   let rows = [];
   const sets = new Set(), opss = new Set();
   for (const g of S.gs.values()) {
-    const r = rowData(g);
+    const r = cachedRow(g);
     sets.add(r.set); opss.add(r.ops);
     if (S.filterSet && r.set !== S.filterSet) continue;
     if (S.filterOps && r.ops !== S.filterOps) continue;
-    if (f && !(r.name + " " + r.state + " " + r.ops + " " + r.sq + " " + r.labels).toLowerCase().includes(f)) continue;
+    if (f) {
+      if (!r.haystack) r.haystack = (r.name + " " + r.state + " " + r.ops + " " + r.sq + " " + r.labels).toLowerCase();
+      if (!r.haystack.includes(f)) continue;
+    }
     rows.push(r);
   }
   const k = S.sort.key, dir = S.sort.dir;
