@@ -144,3 +144,51 @@ def test_seed_scenario_in_the_dashboard(fleet: Fleet, browser: Any) -> None:
     assert "probe idle: idle then active" in label and "WaitToBeDeleted then None" in label.split("opsState:")[1]
     until("the log tail", lambda: browser.find_element(By.ID, "gs-log").text != "", 10)
     shot(browser, "dashboard-gameserver")
+
+
+@pytest.mark.slow
+def test_warning_feed_filter_sort_and_keyboard(fleet: Fleet, browser: Any) -> None:
+    """The seed's second scenario: a fault turns demo-gs-0 Maintaining and its Warning appears in the feed live;
+    the table filters, sorts, and is driven by the keyboard alone."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+
+    fleet.apply_yaml(seed_yaml("demo-gs.yaml"))
+    fleet.start("--api-addr", "127.0.0.1:0")
+    wait_for(lambda: (fleet.state_dir / "api.json").exists(), "the API to start", 20)
+    url = json.loads((fleet.state_dir / "api.json").read_text())["url"]
+    browser.get(url + "#/servers")
+    loaded_at = browser.execute_script("return window.gamekeeper.loadedAt")
+    until("three rows None", lambda: row_ops(browser) == {f"demo-gs-{i}": "None" for i in range(3)}, 90)
+
+    fleet.gk("exec", "demo-gs-0", "--", "./fault.sh")
+    until("the Warning in the feed", lambda: "OpsState turn from None to Maintaining" in browser.find_element(
+        By.ID, "warnings").text, 60)
+    assert "demo-gs-0" in browser.find_element(By.ID, "warnings").text
+    assert row_ops(browser)["demo-gs-0"] == "Maintaining"
+    assert browser.execute_script("return window.gamekeeper.loadedAt") == loaded_at
+
+    names = lambda: [r.get_attribute("data-name")  # noqa: E731 - read again after each re-render
+                     for r in browser.find_elements(By.CSS_SELECTOR, "#gs-rows .row")]
+    browser.find_element(By.CSS_SELECTOR, '.thead button[data-sort="name"]').click()  # already by name: reverse
+    until("descending names", lambda: names() == ["demo-gs-2", "demo-gs-1", "demo-gs-0"], 5)
+    browser.find_element(By.ID, "filter").send_keys("maintain")
+    until("only the Maintaining row", lambda: names() == ["demo-gs-0"], 5)
+    browser.find_element(By.ID, "filter").send_keys(Keys.CONTROL, "a", Keys.BACKSPACE)  # as a user clears it
+    until("all rows again", lambda: len(names()) == 3, 5)
+
+    grid = browser.find_element(By.ID, "gs-scroll")
+    grid.send_keys(Keys.HOME, Keys.ARROW_DOWN, Keys.SPACE)
+    until("the second row selected", lambda: browser.find_element(By.ID, "sel-count").text == "1 selected", 5)
+    assert browser.find_element(By.CSS_SELECTOR, '.row[data-name="demo-gs-1"]').get_attribute(
+        "aria-selected") == "true"
+    # Read-only (no token): the page reports the refusal instead of changing anything.
+    browser.find_element(By.ID, "act-kill").click()
+    until("the confirmation", lambda: browser.find_element(By.ID, "confirm").get_attribute("open") is not None, 5)
+    shot(browser, "dashboard-warnings")
+    browser.find_element(By.ID, "confirm-ok").click()
+    until("the refusal", lambda: "403" in browser.find_element(By.ID, "result").text, 10)
+    assert ops(fleet.gameservers()["demo-gs-1"]) == "None"
+    grid.send_keys(Keys.ENTER)
+    until("the game server's page", lambda: browser.execute_script("return location.hash") ==
+          "#/gs/default/demo-gs-1", 5)

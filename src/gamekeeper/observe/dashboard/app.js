@@ -288,6 +288,11 @@ function moveFocus(delta) {
 
 function selectedRows() { return [...S.selected].map((k) => S.gs.get(k)).filter(Boolean); }
 
+// A missing or wrong token can be fixed here; a read-only API (no token configured) cannot.
+function askToken(r) {
+  if (r.status === 401 || (r.status === 403 && /token is wrong/.test((r.data && r.data.message) || ""))) $("token-dialog").showModal();
+}
+
 function confirmDialog(title, message, lines) {
   $("confirm-title").textContent = title;
   $("confirm-text").textContent = message;
@@ -319,7 +324,7 @@ async function bulk(patch, what) {
       body: { patch, items: list.map((g) => ({ name: g.metadata.name, resourceVersion: g.metadata.resourceVersion })) } });
     if (r.status === 200 || r.status === 207) for (const i of r.data.items) out.push(`${i.name}: ${i.result}${i.message ? " (" + i.message + ")" : ""}`);
     else out.push(`error ${r.status}: ${r.data.message || r.data}`);
-    if (r.status === 401 || r.status === 403) $("token-dialog").showModal();
+    askToken(r);
   }
   $("result").textContent = out.join("; ");
   S.selected.clear();
@@ -336,7 +341,7 @@ async function confirmScale(set, replicas) {
   const r = await api(`/api/v1/namespaces/${encodeURIComponent(set.metadata.namespace)}/gameserversets/${encodeURIComponent(set.metadata.name)}/scale`,
     { method: "PUT", body: { metadata: { resourceVersion: set.metadata.resourceVersion }, spec: { replicas } } });
   $("result").textContent = r.status === 200 ? `${set.metadata.name} scaled to ${replicas}` : `error ${r.status}: ${r.data.message}`;
-  if (r.status === 401 || r.status === 403) $("token-dialog").showModal();
+  askToken(r);
 }
 
 // -- one game server -----------------------------------------------------------------------------------------------
