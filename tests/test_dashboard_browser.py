@@ -176,6 +176,7 @@ def test_warning_feed_filter_sort_and_keyboard(fleet: Fleet, browser: Any) -> No
     until("only the Maintaining row", lambda: names() == ["demo-gs-0"], 5)
     browser.find_element(By.ID, "filter").send_keys(Keys.CONTROL, "a", Keys.BACKSPACE)  # as a user clears it
     until("all rows again", lambda: len(names()) == 3, 5)
+    shot(browser, "dashboard-warnings")
 
     grid = browser.find_element(By.ID, "gs-scroll")
     grid.send_keys(Keys.HOME, Keys.ARROW_DOWN, Keys.SPACE)
@@ -185,7 +186,6 @@ def test_warning_feed_filter_sort_and_keyboard(fleet: Fleet, browser: Any) -> No
     # Read-only (no token): the page reports the refusal instead of changing anything.
     browser.find_element(By.ID, "act-kill").click()
     until("the confirmation", lambda: browser.find_element(By.ID, "confirm").get_attribute("open") is not None, 5)
-    shot(browser, "dashboard-warnings")
     browser.find_element(By.ID, "confirm-ok").click()
     until("the refusal", lambda: "403" in browser.find_element(By.ID, "result").text, 10)
     assert ops(fleet.gameservers()["demo-gs-1"]) == "None"
