@@ -121,6 +121,9 @@ def test_writes_need_the_token_and_a_fresh_resource_version(running: tuple[Fleet
     code, data = call(url + "/api/v1/namespaces/default/gameserversets/minecraft/scale", "PUT",
                       {"spec": {"replicas": -1}}, token=TOKEN)
     assert code == 422 and data["details"]["causes"][0]["field"] == "spec.replicas"
+    code, data = call(url + "/api/v1/namespaces/default/gameserversets/minecraft/scale", "PUT",
+                      {"spec": {"replicas": 0}, "metadata": {"resourceVersion": "1"}}, token=TOKEN)
+    assert code == 409 and data["reason"] == "Conflict"
     # Nothing above was written.
     gs = fleet.gameservers()["minecraft-2"]
     assert "team" not in (gs["metadata"].get("labels") or {})
@@ -240,3 +243,13 @@ def test_gk_dashboard_starts_a_controller_or_finds_the_running_one(fleet: Fleet)
     assert code == 404
     bad = fleet.gk("serve", "--api-addr", "0.0.0.0:0", check=False)
     assert bad.returncode == 1 and "not a loopback address" in bad.stderr and "--api-token-file" in bad.stderr
+    fleet.gk("down")
+    taken = url.removeprefix("http://").rstrip("/")
+    with socket.socket() as blocker:
+        blocker.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        host, port = taken.rsplit(":", 1)
+        blocker.bind((host, int(port)))
+        blocker.listen()
+        busy = fleet.gk("serve", "--api-addr", taken, check=False)
+    assert busy.returncode == 1 and "cannot listen there" in busy.stderr, busy.stderr
+    assert "Traceback" not in busy.stderr

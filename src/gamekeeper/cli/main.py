@@ -26,6 +26,7 @@ from gamekeeper.cli.describe import describe_gs, describe_gss
 from gamekeeper.cli.rollout import rollout_app
 from gamekeeper.core.ordinals import reserve_id_problems
 from gamekeeper.embedded.fleet import (
+    ApiUnavailable,
     ControllerAlreadyRunning,
     EmbeddedController,
     read_config,
@@ -328,7 +329,7 @@ def _run_controller(
 
     try:
         asyncio.run(main())
-    except ControllerAlreadyRunning as e:
+    except (ControllerAlreadyRunning, ApiUnavailable) as e:
         raise fail(str(e)) from None
     if live:
         print("controller stopped; game servers keep running (gk down stops them)")

@@ -71,6 +71,10 @@ class ControllerAlreadyRunning(RuntimeError):
     pass
 
 
+class ApiUnavailable(RuntimeError):
+    """The ops API cannot listen on its address (in use, or not this machine's)."""
+
+
 class ControllerLock:
     """One controller per state directory: an flock on controller.lock, with its pid beside it."""
 
@@ -187,7 +191,11 @@ class EmbeddedController:
 
         assert self.api_addr is not None
         api = OpsApi(store, self.clock, self.api_addr, self.api_token, logs=local_log_reader(self.state_dir))
-        url = await api.start()
+        try:
+            url = await api.start()
+        except OSError as e:
+            raise ApiUnavailable(f"--api-addr {self.api_addr}: cannot listen there: {e.strerror or e}; "
+                                 "pick another address or port (port 0 picks a free one)") from None
         cleanup.push_async_callback(api.stop)
         # `gk dashboard` finds a running controller's API here.
         where = self.state_dir / API_FILE
