@@ -93,6 +93,7 @@ def shot(driver: Any, name: str) -> None:
 @pytest.mark.slow
 def test_seed_scenario_in_the_dashboard(fleet: Fleet, browser: Any) -> None:
     from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
 
     token_file = fleet.tmp / "token"
     token_file.write_text(TOKEN + "\n")
@@ -138,6 +139,17 @@ def test_seed_scenario_in_the_dashboard(fleet: Fleet, browser: Any) -> None:
     until("the set's card", lambda: "1 wanted" in browser.find_element(By.CSS_SELECTOR, '[data-set="minecraft"]').text,
           30)
     shot(browser, "dashboard-overview")
+    # Scale from the overview, typing while the stream keeps redrawing the cards.
+    replicas = browser.find_element(By.CSS_SELECTOR, '[data-scale="default/minecraft"]')
+    replicas.send_keys(Keys.CONTROL, "a", Keys.NULL, "2")  # NULL releases Ctrl before the digit
+    browser.find_element(By.CSS_SELECTOR, '[data-scale-go="default/minecraft"]').click()
+    until("the scale confirmation", lambda: browser.find_element(By.ID, "confirm").get_attribute("open") is not None, 5)
+    assert "goes from 1 to 2" in browser.find_element(By.ID, "confirm-text").text
+    browser.find_element(By.ID, "confirm-ok").click()
+    until("scaled", lambda: "minecraft scaled to 2" in browser.find_element(By.ID, "result").text, 10)
+    assert json.loads(fleet.gk("get", "gss", "minecraft", "-o", "json").stdout)["spec"]["replicas"] == 2
+    until("the card to follow", lambda: "2 wanted" in browser.find_element(By.CSS_SELECTOR,
+                                                                          '[data-set="minecraft"]').text, 30)
     browser.get(url + "#/gs/default/minecraft-1")
     until("the timeline", lambda: len(browser.find_elements(By.CSS_SELECTOR, "#timeline svg rect")) >= 3, 20)
     label = browser.find_element(By.ID, "timeline").get_attribute("aria-label")

@@ -9,7 +9,7 @@ const ROW = 30;
 const S = {
   gs: new Map(), gss: new Map(), events: [], warnings: [], selected: new Set(), sort: { key: "name", dir: 1 },
   filter: "", filterSet: "", filterOps: "", rows: [], dirtyRows: true, focus: 0, view: "overview", current: null,
-  writable: false, loadedAt: Date.now(), dirtyWarnings: true, warningsAt: 0,
+  writable: false, scaleDraft: {}, loadedAt: Date.now(), dirtyWarnings: true, warningsAt: 0,
 };
 window.gamekeeper = S; // for tests and the curious: the page's state
 
@@ -155,35 +155,63 @@ function chips(c) {
   return d;
 }
 
+// Cards are made once per set and updated in place, so a replicas value being typed keeps its focus and text
+// while the stream redraws the numbers around it.
+const cards = new Map();
+function makeCard(k, set) {
+  const c = { input: el("input", { type: "number", min: "0", "aria-label": "Replicas for " + set.metadata.name, "data-scale": k }),
+    btn: el("button", { type: "button", text: "Scale", "data-scale-go": k }), replicas: el("span"), rollout: el("span"),
+    fill: el("span"), bar: el("div", { class: "bar", role: "progressbar", "aria-valuemin": "0", "aria-valuemax": "100", "aria-label": "Rollout progress" }),
+    states: el("div", { class: "chips" }), ops: el("div", { class: "chips" }), set };
+  c.bar.append(c.fill);
+  const go = () => confirmScale(c.set, Number(c.input.value));
+  c.input.addEventListener("input", () => { S.scaleDraft[k] = c.input.value; });
+  c.input.addEventListener("keydown", (e) => { if (e.key === "Enter") go(); });
+  c.btn.addEventListener("click", go);
+  c.card = el("div", { class: "card", "data-set": set.metadata.name },
+    el("h3", {}, el("span", { text: set.metadata.name + " " }), el("span", { class: "muted", text: set.metadata.namespace })),
+    el("div", { class: "kv" }, el("span", { text: "replicas" }), c.replicas, el("span", { text: "rollout" }), c.rollout),
+    c.bar, el("div", { class: "muted", text: "state" }), c.states, el("div", { class: "muted", text: "opsState" }), c.ops,
+    el("div", { class: "toolbar" }, el("label", {}, "replicas ", c.input), c.btn,
+      el("a", { href: "#/servers?set=" + encodeURIComponent(set.metadata.name), text: "servers →" })));
+  return c;
+}
+
 function renderSets() {
   const box = $("sets");
-  box.replaceChildren();
-  if (!S.gss.size) { box.append(el("p", { class: "muted", text: "No GameServerSets yet (gk apply -f FILE)." })); return; }
+  const empty = $("sets-empty");
+  if (!S.gss.size) {
+    if (!empty) box.replaceChildren(el("p", { class: "muted", id: "sets-empty", text: "No GameServerSets yet (gk apply -f FILE)." }));
+    cards.clear();
+    return;
+  }
+  if (empty) empty.remove();
   const byOwner = new Map();
   for (const g of S.gs.values()) {
     const k = g.metadata.namespace + "/" + ((g.metadata.labels || {})[OWNER] || "");
     if (!byOwner.has(k)) byOwner.set(k, []);
     byOwner.get(k).push(g);
   }
-  for (const [k, set] of [...S.gss.entries()].sort()) {
+  for (const k of [...cards.keys()]) if (!S.gss.has(k)) { cards.get(k).card.remove(); cards.delete(k); }
+  const order = [...S.gss.keys()].sort(natural);
+  order.forEach((k, i) => {
+    const set = S.gss.get(k);
+    let c = cards.get(k);
+    if (!c) { c = makeCard(k, set); cards.set(k, c); }
+    c.set = set;
+    if (box.children[i] !== c.card) box.insertBefore(c.card, box.children[i] || null);
     const st = set.status || {}, spec = set.spec || {}, members = byOwner.get(k) || [];
     const want = spec.replicas || 0, updated = st.updatedReplicas || 0;
     const pct = want ? Math.min(100, Math.round((100 * updated) / want)) : 100;
-    const input = el("input", { type: "number", min: "0", value: String(want), size: "5", "aria-label": "Replicas for " + set.metadata.name });
-    const btn = el("button", { type: "button", text: "Scale" });
-    btn.addEventListener("click", () => confirmScale(set, Number(input.value)));
-    const card = el("div", { class: "card", "data-set": set.metadata.name },
-      el("h3", {}, el("span", { text: set.metadata.name + " " }), el("span", { class: "muted", text: set.metadata.namespace })),
-      el("div", { class: "kv" },
-        el("span", { text: "replicas" }), el("span", { text: `${want} wanted, ${text(st.replicas)} current, ${text(st.readyReplicas)} ready` }),
-        el("span", { text: "rollout" }), el("span", { text: `${updated}/${want} updated` + (spec.updateStrategy && spec.updateStrategy.rollingUpdate && spec.updateStrategy.rollingUpdate.paused ? " (paused)" : "") })),
-      el("div", { class: "bar", role: "progressbar", "aria-valuemin": "0", "aria-valuemax": "100", "aria-valuenow": String(pct), "aria-label": "Rollout progress" }, el("span", { style: "width:" + pct + "%" })),
-      el("div", { class: "muted", text: "state" }), chips(counts(members, (g) => text((g.status || {}).currentState) || "Unknown")),
-      el("div", { class: "muted", text: "opsState" }), chips(counts(members, (g) => (g.spec || {}).opsState || "None")),
-      el("div", { class: "toolbar" }, el("label", {}, "replicas ", input), btn,
-        el("a", { href: "#/servers?set=" + encodeURIComponent(set.metadata.name), text: "servers →" })));
-    box.append(card);
-  }
+    const paused = spec.updateStrategy && spec.updateStrategy.rollingUpdate && spec.updateStrategy.rollingUpdate.paused;
+    c.replicas.textContent = `${want} wanted, ${text(st.replicas)} current, ${text(st.readyReplicas)} ready`;
+    c.rollout.textContent = `${updated}/${want} updated` + (paused ? " (paused)" : "");
+    c.fill.style.width = pct + "%";
+    c.bar.setAttribute("aria-valuenow", String(pct));
+    c.states.replaceChildren(...chips(counts(members, (g) => text((g.status || {}).currentState) || "Unknown")).children);
+    c.ops.replaceChildren(...chips(counts(members, (g) => (g.spec || {}).opsState || "None")).children);
+    if (!(k in S.scaleDraft) && document.activeElement !== c.input) c.input.value = String(want);
+  });
 }
 
 // -- the table -----------------------------------------------------------------------------------------------------
@@ -341,6 +369,7 @@ async function confirmScale(set, replicas) {
   const r = await api(`/api/v1/namespaces/${encodeURIComponent(set.metadata.namespace)}/gameserversets/${encodeURIComponent(set.metadata.name)}/scale`,
     { method: "PUT", body: { metadata: { resourceVersion: set.metadata.resourceVersion }, spec: { replicas } } });
   $("result").textContent = r.status === 200 ? `${set.metadata.name} scaled to ${replicas}` : `error ${r.status}: ${r.data.message}`;
+  if (r.status === 200) { delete S.scaleDraft[key(set)]; schedule(); }
   askToken(r);
 }
 
