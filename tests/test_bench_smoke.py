@@ -16,6 +16,7 @@ PROGRAMS = {
     "fleet_scale": ["game servers", "probes/s", "KB/GS"],
     "writes": ["writes/round, nothing changed", "writes for one change"],
     "scale_in": ["to delete", "reference ms"],
+    "cli_startup": ["gk --help", "gk get gs", "median wall s", "vs floor"],
 }
 
 
@@ -24,7 +25,7 @@ Run = tuple[subprocess.CompletedProcess[str], Path]
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Run]]:
-    """All four programs at once (they are small; together they finish in a few seconds)."""
+    """All the programs at once (they are small; together they finish in a few seconds)."""
     tmp = tmp_path_factory.mktemp("bench")
     started = {}
     for name in PROGRAMS:

@@ -13,26 +13,60 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic.alias_generators import to_camel
 
-GROUP = "game.kruise.io"
-VERSION = "v1alpha1"
-API_VERSION = f"{GROUP}/{VERSION}"
-
-# Well-known keys (spec §1.1).
-GS_STATE_KEY = "game.kruise.io/gs-state"
-GS_OPS_STATE_KEY = "game.kruise.io/gs-opsState"
-GS_UPDATE_PRIORITY_KEY = "game.kruise.io/gs-update-priority"
-GS_DELETE_PRIORITY_KEY = "game.kruise.io/gs-delete-priority"
-GS_DELETING_KEY = "game.kruise.io/gs-deleting"
-GS_NETWORK_DISABLED_KEY = "game.kruise.io/network-disabled"
-GS_OPS_STATE_LAST_CHANGED_KEY = "game.kruise.io/opsState-last-changed-time"
-GS_STATE_LAST_CHANGED_KEY = "game.kruise.io/state-last-changed-time"
-GS_TEMPLATE_METADATA_HASH_KEY = "game.kruise.io/gsTemplate-metadata-hash"
-OWNER_GSS_KEY = "game.kruise.io/owner-gss"
-GSS_RESERVE_IDS_KEY = "game.kruise.io/reserve-ids"
-WORKLOAD_HASH_KEY = "game.kruise.io/asts-hash"
-LIFECYCLE_STATE_KEY = "lifecycle.apps.kruise.io/state"
-SQ_CONDITION_PREFIX = "game.kruise.io/"
-GS_SYNC_PREFIX = "gs-sync/"
+from gamekeeper.api.keys import (  # re-exported: importers of this module have always found them here
+    API_VERSION as API_VERSION,
+)
+from gamekeeper.api.keys import (
+    GROUP as GROUP,
+)
+from gamekeeper.api.keys import (
+    GS_DELETE_PRIORITY_KEY as GS_DELETE_PRIORITY_KEY,
+)
+from gamekeeper.api.keys import (
+    GS_DELETING_KEY as GS_DELETING_KEY,
+)
+from gamekeeper.api.keys import (
+    GS_NETWORK_DISABLED_KEY as GS_NETWORK_DISABLED_KEY,
+)
+from gamekeeper.api.keys import (
+    GS_OPS_STATE_KEY as GS_OPS_STATE_KEY,
+)
+from gamekeeper.api.keys import (
+    GS_OPS_STATE_LAST_CHANGED_KEY as GS_OPS_STATE_LAST_CHANGED_KEY,
+)
+from gamekeeper.api.keys import (
+    GS_STATE_KEY as GS_STATE_KEY,
+)
+from gamekeeper.api.keys import (
+    GS_STATE_LAST_CHANGED_KEY as GS_STATE_LAST_CHANGED_KEY,
+)
+from gamekeeper.api.keys import (
+    GS_SYNC_PREFIX as GS_SYNC_PREFIX,
+)
+from gamekeeper.api.keys import (
+    GS_TEMPLATE_METADATA_HASH_KEY as GS_TEMPLATE_METADATA_HASH_KEY,
+)
+from gamekeeper.api.keys import (
+    GS_UPDATE_PRIORITY_KEY as GS_UPDATE_PRIORITY_KEY,
+)
+from gamekeeper.api.keys import (
+    GSS_RESERVE_IDS_KEY as GSS_RESERVE_IDS_KEY,
+)
+from gamekeeper.api.keys import (
+    LIFECYCLE_STATE_KEY as LIFECYCLE_STATE_KEY,
+)
+from gamekeeper.api.keys import (
+    OWNER_GSS_KEY as OWNER_GSS_KEY,
+)
+from gamekeeper.api.keys import (
+    SQ_CONDITION_PREFIX as SQ_CONDITION_PREFIX,
+)
+from gamekeeper.api.keys import (
+    VERSION as VERSION,
+)
+from gamekeeper.api.keys import (
+    WORKLOAD_HASH_KEY as WORKLOAD_HASH_KEY,
+)
 
 IntOrString = int | str
 

@@ -2,50 +2,41 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import json
-import logging
-import signal
-import subprocess
 import sys
-import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from pydantic import ValidationError
-from rich.console import Console
-from rich.live import Live
-from rich.text import Text
 
-from gamekeeper.api.loading import InvalidObject, LoadedObject, load_documents, validate_object
 from gamekeeper.cli import printing
-from gamekeeper.cli.describe import describe_gs, describe_gss
+from gamekeeper.cli import selection as sel
+from gamekeeper.cli.console import LazyConsole, Text
 from gamekeeper.cli.rollout import rollout_app
-from gamekeeper.core.ordinals import reserve_id_problems
-from gamekeeper.embedded.fleet import (
-    ApiUnavailable,
-    ControllerAlreadyRunning,
-    EmbeddedController,
+from gamekeeper.core.selectors import Selection
+from gamekeeper.embedded.home import (
     read_config,
     remember_images,
-    resolve_host_ports,
     resolve_state_dir,
     running_api_url,
     running_controller_pid,
-    stop_controller,
-    stop_game_servers,
 )
 from gamekeeper.kube.cli import kube_app
-from gamekeeper.observe.notify_config import NotifyConfig, load_notify_config
-from gamekeeper.observe.server import parse_address
-from gamekeeper.ports.runtime import ContainerNotRunning
 from gamekeeper.ports.store import Conflict, NotFound
-from gamekeeper.runtime.images import ImageMap, UnknownImage, find_image_map, load_image_map
-from gamekeeper.runtime.local import LocalPaths, LocalRuntime
-from gamekeeper.store.sqlite import SqliteState, Waker, merge_patch
+
+# Start-up is part of the interface: `gk get` must feel instant, so what only some commands use (asyncio, rich,
+# pydantic, the controllers, aiohttp, the Kubernetes client) is imported inside those commands.
+if TYPE_CHECKING:
+    import asyncio
+
+    from gamekeeper.api.loading import LoadedObject
+    from gamekeeper.observe.notify_config import NotifyConfig
+    from gamekeeper.runtime.images import ImageMap
+    from gamekeeper.store.sqlite import SqliteState
 
 app = typer.Typer(
     name="gk",
@@ -54,15 +45,17 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    # Plain click help, as kubectl's is plain: rich's help formatter alone costs more than the rest of start-up.
+    rich_markup_mode=None,
 )
-err = Console(stderr=True, highlight=False, soft_wrap=True)
+err = LazyConsole(stderr=True, highlight=False, soft_wrap=True)
 
 KINDS = {
     "gs": "GameServer", "gameserver": "GameServer", "gameservers": "GameServer",
     "gss": "GameServerSet", "gameserverset": "GameServerSet", "gameserversets": "GameServerSet",
     "pod": "Pod", "pods": "Pod", "po": "Pod",
 }
-RESOURCE = {"GameServer": "gameserver.game.kruise.io", "GameServerSet": "gameserverset.game.kruise.io", "Pod": "pod"}
+RESOURCE = sel.RESOURCE
 
 StateDir = Annotated[
     Path | None,
@@ -126,6 +119,8 @@ def fail(message: str, code: int = 1) -> typer.Exit:
 
 
 def _open(state_dir: Path | None) -> SqliteState:
+    from gamekeeper.store.sqlite import SqliteState
+
     return SqliteState(resolve_state_dir(state_dir))
 
 
@@ -137,6 +132,9 @@ def _kind(word: str) -> str:
 
 
 def _images(state_dir: Path, explicit: Path | None, near: list[Path], required: bool) -> ImageMap:
+    from gamekeeper.api.loading import InvalidObject
+    from gamekeeper.runtime.images import ImageMap, find_image_map, load_image_map
+
     remembered = read_config(state_dir).get("images")
     path = find_image_map(explicit, near, Path(remembered) if remembered else None)
     if path is None:
@@ -159,6 +157,8 @@ def _images(state_dir: Path, explicit: Path | None, near: list[Path], required: 
 
 
 def _check_images(obj: LoadedObject, images: ImageMap) -> list[str]:
+    from gamekeeper.runtime.images import UnknownImage
+
     problems: list[str] = []
     if obj.kind != "GameServerSet":
         return problems
@@ -171,6 +171,8 @@ def _check_images(obj: LoadedObject, images: ImageMap) -> list[str]:
 
 
 def _check_semantics(obj: LoadedObject) -> list[str]:
+    from gamekeeper.core.ordinals import reserve_id_problems
+
     problems = []
     if obj.kind == "GameServerSet":
         for line in reserve_id_problems(obj.body["spec"].get("reserveGameServerIds")):
@@ -211,6 +213,8 @@ def apply_objects(state: SqliteState, objects: list[LoadedObject]) -> list[str]:
 
 
 def _load_files(files: list[Path], state_dir: Path, images_opt: Path | None) -> list[LoadedObject]:
+    from gamekeeper.api.loading import InvalidObject, load_documents
+
     problems: list[str] = []
     objects: list[LoadedObject] = []
     for file in files:
@@ -247,6 +251,8 @@ def apply(
     images: Images = None,
 ) -> None:
     """Create or update GameServerSets / GameServers from YAML (all-or-nothing)."""
+    from gamekeeper.store.sqlite import SqliteState
+
     sd = resolve_state_dir(state_dir)
     objects = _load_files(filename, sd, images)
     state = SqliteState(sd)
@@ -269,6 +275,9 @@ def _load_notify(path: Path | None) -> NotifyConfig | None:
     """The --notify file, validated with its secrets resolved; every problem printed, then exit 1."""
     if path is None:
         return None
+    from gamekeeper.api.loading import InvalidObject
+    from gamekeeper.observe.notify_config import load_notify_config
+
     try:
         config = load_notify_config(path)
     except InvalidObject as e:
@@ -305,6 +314,12 @@ def _run_controller(
     host_port_range: str | None = None, host_port_address: str | None = None,
     api_addr: str | None = None, api_token: str | None = None,
 ) -> None:
+    import asyncio
+    import signal
+
+    from gamekeeper.embedded.fleet import ApiUnavailable, ControllerAlreadyRunning, EmbeddedController
+    from gamekeeper.observe.server import parse_address
+
     if metrics_addr:
         try:
             parse_address(metrics_addr)
@@ -336,6 +351,12 @@ def _run_controller(
 
 
 async def _live_table(sd: Path, stop: asyncio.Event) -> None:
+    from rich.console import Console
+    from rich.live import Live
+    from rich.text import Text
+
+    from gamekeeper.store.sqlite import SqliteState, Waker
+
     state = SqliteState(sd)
     waker = Waker(state.watch_dir)
     console = Console()
@@ -401,6 +422,9 @@ def up(
     dashboard: Dashboard = False,
 ) -> None:
     """Apply FILES, then run the controller with a live table (Ctrl-C stops the controller only)."""
+    from gamekeeper.embedded.fleet import resolve_host_ports
+    from gamekeeper.store.sqlite import SqliteState
+
     sd = resolve_state_dir(state_dir)
     api, token = _api_options(api_addr, api_token_file, dashboard)
     try:
@@ -437,6 +461,9 @@ def start_background_controller(
     host_port_range: str | None = None, host_port_address: str | None = None,
     api_addr: str | None = None, api_token_file: Path | None = None,
 ) -> int:
+    import subprocess
+    import time
+
     log_file = open(sd / "controller.log", "ab")  # noqa: SIM115 - handed to the child
     cmd = [sys.executable, "-m", "gamekeeper", "serve", "--state-dir", str(sd)]
     if api_addr:
@@ -466,6 +493,8 @@ def start_background_controller(
 
 
 def _wait_api_url(sd: Path, timeout: float = 15.0) -> str | None:
+    import time
+
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         url = running_api_url(sd)
@@ -509,6 +538,9 @@ def dashboard(
 @app.command()
 def down(state_dir: StateDir = None) -> None:
     """Stop the controller and every game server, and remove the fleet's objects (events are kept)."""
+    from gamekeeper.embedded.fleet import stop_controller, stop_game_servers
+    from gamekeeper.store.sqlite import SqliteState
+
     sd = resolve_state_dir(state_dir)
     if stop_controller(sd):
         print("controller stopped")
@@ -527,54 +559,79 @@ def down(state_dir: StateDir = None) -> None:
 # --- reading -------------------------------------------------------------------------------------------------
 
 
-def _gs_table(state: SqliteState, namespace: str | None, wide: bool, name: str | None = None) -> str:
+def _gs_table(
+    state: SqliteState, namespace: str | None, wide: bool, name: str | None = None,
+    items: list[dict[str, Any]] | None = None, show_labels: bool = False,
+) -> str:
     now = datetime.now(UTC)
-    items = [g for g in state.list("GameServer", namespace) if name is None or g["metadata"]["name"] == name]
-    items.sort(key=lambda g: (g["metadata"]["namespace"], _natural(g["metadata"]["name"])))
+    if items is None:
+        items = [g for g in sel.select(state, "GameServer", namespace) if name is None or g["metadata"]["name"] == name]
     if not items:
-        return "No resources found" + (f" in {namespace} namespace." if namespace else ".")
+        return sel.no_resources(namespace)
     pods = {}
     if wide:
         pods = {(p["metadata"]["namespace"], p["metadata"]["name"]): p for p in state.list("Pod", namespace)}
     rows = [printing.gs_row(g, now, wide, pods.get((g["metadata"]["namespace"], g["metadata"]["name"])))
             for g in items]
-    return printing.table(printing.GS_WIDE_HEADERS if wide else printing.GS_HEADERS, rows)
+    headers = printing.GS_WIDE_HEADERS if wide else printing.GS_HEADERS
+    return printing.table(*printing.with_labels(headers, rows, items, show_labels))
 
 
-def _natural(name: str) -> tuple[str, int]:
-    base, _, tail = name.rpartition("-")
-    return (base, int(tail)) if tail.isdigit() else (name, -1)
+@dataclass(frozen=True)
+class _Query:
+    """What `gk get` lists: one name, or everything the selectors match, in name or --sort-by order."""
+
+    name: str | None = None
+    selection: Selection | None = None
+    sort_by: str | None = None
+    show_labels: bool = False
 
 
-def _get_objects(state: SqliteState, kind: str, namespace: str | None, name: str | None) -> list[dict[str, Any]]:
-    if name is not None:
-        obj = state.get(kind, namespace or "default", name)
+def _get_objects(state: SqliteState, kind: str, namespace: str | None, query: _Query) -> list[dict[str, Any]]:
+    if query.name is not None:
+        obj = state.get(kind, namespace or "default", query.name)
         if obj is None:
-            raise fail(f'{RESOURCE[kind]} "{name}" not found', code=1)
+            raise fail(f'{RESOURCE[kind]} "{query.name}" not found', code=1)
         return [obj]
-    items = state.list(kind, namespace)
-    items.sort(key=lambda o: (o["metadata"]["namespace"], _natural(o["metadata"]["name"])))
-    return items
+    try:
+        return sel.select(state, kind, namespace, query.selection, query.sort_by)
+    except sel.SelectionError as e:
+        raise fail(str(e)) from None
 
 
-def _render(state: SqliteState, kind: str, namespace: str | None, name: str | None, output: str | None) -> str:
-    items = _get_objects(state, kind, namespace, name)
-    if output in ("json", "yaml"):
-        return printing.to_output(items, output, single=name is not None)
-    if output not in (None, "wide", "name"):
+def _render(state: SqliteState, kind: str, namespace: str | None, query: _Query, output: str | None) -> str:
+    if output not in (None, "wide", "name", "json", "yaml"):
         raise fail(f'unknown output format "{output}"; use wide, yaml, json or name')
+    items = _get_objects(state, kind, namespace, query)
+    if output in ("json", "yaml"):
+        return printing.to_output(items, output, single=query.name is not None)
+    if not items:
+        return sel.no_resources(namespace)
     if output == "name":
         return "\n".join(f"{RESOURCE[kind]}/{o['metadata']['name']}" for o in items)
-    if not items:
-        return f"No resources found in {namespace} namespace." if namespace else "No resources found."
     now = datetime.now(UTC)
     wide = output == "wide"
     if kind == "GameServer":
-        return _gs_table(state, namespace, wide, name)
+        return _gs_table(state, namespace, wide, items=items, show_labels=query.show_labels)
     if kind == "GameServerSet":
-        return printing.table(printing.GSS_WIDE_HEADERS if wide else printing.GSS_HEADERS,
-                              [printing.gss_row(o, now, wide) for o in items])
-    return printing.table(printing.POD_HEADERS, [printing.pod_row(o, now) for o in items])
+        headers = printing.GSS_WIDE_HEADERS if wide else printing.GSS_HEADERS
+        rows = [printing.gss_row(o, now, wide) for o in items]
+    else:
+        headers, rows = printing.POD_HEADERS, [printing.pod_row(o, now) for o in items]
+    return printing.table(*printing.with_labels(headers, rows, items, query.show_labels))
+
+
+Selector = Annotated[
+    str | None,
+    typer.Option("--selector", "-l", show_default=False,
+                 help="Label selector, as kubectl takes it: 'k=v', 'k!=v', 'k in (a,b)', 'k notin (a)', 'k', '!k'."),
+]
+FieldSelectorOpt = Annotated[
+    str | None,
+    typer.Option("--field-selector", show_default=False,
+                 help="Field selector: 'spec.opsState=WaitToBeDeleted', 'status.currentState!=Ready', "
+                 "'gss=NAME' (see docs/selectors.md for the fields)."),
+]
 
 
 @app.command()
@@ -582,6 +639,12 @@ def get(
     resource: Annotated[str, typer.Argument(help="gs, gss or pod")],
     name: Annotated[str | None, typer.Argument()] = None,
     output: Annotated[str | None, typer.Option("--output", "-o", help="wide, yaml, json or name")] = None,
+    selector: Selector = None,
+    field_selector: FieldSelectorOpt = None,
+    sort_by: Annotated[str | None, typer.Option(
+        "--sort-by", show_default=False,
+        help="Sort by a JSONPath field, e.g. '{.spec.deletionPriority}' or .metadata.name.")] = None,
+    show_labels: Annotated[bool, typer.Option("--show-labels", help="Add a LABELS column.")] = False,
     namespace: Namespace = "default",
     all_namespaces: Annotated[bool, typer.Option("--all-namespaces", "-A")] = False,
     watch: Annotated[bool, typer.Option("--watch", "-w", help="Print again whenever something changes.")] = False,
@@ -589,11 +652,20 @@ def get(
 ) -> None:
     """List or show objects, like kubectl get."""
     kind = _kind(resource)
+    if name is not None and (selector or field_selector):
+        raise fail("name cannot be provided when a selector is specified")
+    try:
+        selection = sel.parse_selection(kind, selector, field_selector)
+    except sel.SelectionError as e:
+        raise fail(str(e)) from None
+    query = _Query(name, selection, sort_by, show_labels)
     state = _open(state_dir)
     ns = None if all_namespaces else namespace
-    print(_render(state, kind, ns, name, output))
+    print(_render(state, kind, ns, query, output))
     if not watch:
         return
+    from gamekeeper.store.sqlite import Waker
+
     waker = Waker(state.watch_dir)
     last = state.current_rv()
     try:
@@ -604,7 +676,7 @@ def get(
                 last = changes[-1].resource_version
             if any(c.kind == kind for c in changes):
                 print()
-                print(_render(state, kind, ns, name, output))
+                print(_render(state, kind, ns, query, output))
                 sys.stdout.flush()
     except KeyboardInterrupt:
         pass
@@ -620,9 +692,11 @@ def describe(
     state_dir: StateDir = None,
 ) -> None:
     """Spec, status, each service quality's last result and times, and recent events."""
+    from gamekeeper.cli.describe import describe_gs, describe_gss
+
     kind = _kind(resource)
     state = _open(state_dir)
-    obj = _get_objects(state, kind, namespace, name)[0]
+    obj = _get_objects(state, kind, namespace, _Query(name))[0]
     events = state.list_events(namespace, kind, name)
     if kind == "GameServer":
         print(describe_gs(obj, state.get("Pod", namespace, name), events, datetime.now(UTC)))
@@ -642,6 +716,8 @@ def events(
     state_dir: StateDir = None,
 ) -> None:
     """Events, oldest first, like kubectl events."""
+    from gamekeeper.store.sqlite import Waker
+
     state = _open(state_dir)
     ns = None if all_namespaces else namespace
     kind = name = None
@@ -717,67 +793,167 @@ def scale(
     print(f"gameserverset.game.kruise.io/{name} scaled")
 
 
-@app.command()
-def patch(
-    resource: Annotated[str, typer.Argument(help="gs or gss")],
-    name: Annotated[str, typer.Argument()],
-    patch_text: Annotated[str, typer.Option("--patch", "-p", help="The patch, as JSON.")],
-    type_: Annotated[str, typer.Option("--type", help="Only merge is supported.")] = "merge",
-    namespace: Namespace = "default",
-    state_dir: StateDir = None,
-) -> None:
-    """JSON merge patch; the result is validated before anything is written."""
-    kind = _kind(resource)
-    if type_ != "merge":
-        raise fail(f'--type {type_} is not supported; use --type merge (a JSON merge patch, RFC 7386)')
+def _patch_body(patch_text: str) -> dict[str, Any]:
     try:
         body = json.loads(patch_text)
     except json.JSONDecodeError as e:
         raise fail(f"--patch: invalid JSON at line {e.lineno}, column {e.colno}: {e.msg}") from None
     if not isinstance(body, dict):
         raise fail("--patch: expected a JSON object, e.g. '{\"spec\":{\"opsState\":\"Allocated\"}}'")
-    state = _open(state_dir)
-    for _ in range(20):
-        current = state.get(kind, namespace, name)
-        if current is None:
-            raise fail(f'{RESOURCE[kind]} "{name}" not found')
-        merged = merge_patch(current, body)
-        if kind in ("GameServer", "GameServerSet"):
-            check = {k: v for k, v in merged.items() if k != "status"}
-            check["metadata"] = {k: v for k, v in merged["metadata"].items()
-                                 if k in ("name", "namespace", "labels", "annotations")}
-            try:
-                validate_object(check, "patch")
-            except InvalidObject as e:
-                for line in e.problems:
-                    err.print(Text(f"error: {line.removeprefix('patch: ')}", style="red"))
-                raise fail("nothing was patched") from None
-        try:
-            result = state.patch(kind, namespace, name, body, resource_version=current["metadata"]["resourceVersion"])
-        except Conflict:
-            continue
-        print(f"{RESOURCE[kind]}/{name} " + ("patched" if result != current else "patched (no change)"))
+    return body
+
+
+def _write_each(
+    state: SqliteState, kind: str, objects: list[dict[str, Any]], change: sel.Change, done: str,
+    describe: Callable[[sel.Outcome], str], namespace: str, missing: list[str] | None = None,
+) -> None:
+    """Apply one change to every object and print a kubectl line per object; exit 1 if any failed."""
+    code = 0
+    for name in missing or []:
+        err.print(Text(f'Error from server (NotFound): {RESOURCE[kind]} "{name}" not found', style="red"))
+        code = 1
+    if not objects and not missing:
+        print(sel.no_resources(namespace))
         return
-    raise fail("the object kept changing; try again")
+    try:
+        outcomes = sel.apply_each(state, kind, objects, change)
+    except sel.NothingWritten as e:
+        for name, problem in e.problems:
+            err.print(Text(f"error: {RESOURCE[kind]}/{name}: {problem}", style="red"))
+        raise fail(f"nothing was {done}") from None
+    for o in outcomes:
+        if o.error:
+            err.print(Text(f"error: {RESOURCE[kind]}/{o.name}: {o.error}", style="red"))
+            code = 1
+        else:
+            print(f"{RESOURCE[kind]}/{o.name} {describe(o)}")
+    if code:
+        raise typer.Exit(code)
+
+
+@app.command()
+def patch(
+    resource: Annotated[str, typer.Argument(help="gs or gss")],
+    names: Annotated[list[str] | None, typer.Argument(help="Names; or select with -l / --field-selector.")] = None,
+    patch_text: Annotated[str, typer.Option("--patch", "-p", help="The patch, as JSON.")] = "",
+    type_: Annotated[str, typer.Option("--type", help="Only merge is supported.")] = "merge",
+    selector: Selector = None,
+    field_selector: FieldSelectorOpt = None,
+    namespace: Namespace = "default",
+    state_dir: StateDir = None,
+) -> None:
+    """JSON merge patch, to named objects or to every match; each result is validated before anything is written."""
+    kind = _kind(resource)
+    if type_ != "merge":
+        raise fail(f'--type {type_} is not supported; use --type merge (a JSON merge patch, RFC 7386)')
+    if not patch_text:
+        raise fail("--patch is required, e.g. -p '{\"spec\":{\"opsState\":\"Kill\"}}'")
+    body = _patch_body(patch_text)
+    state = _open(state_dir)
+    try:
+        objects, missing = sel.targets(state, kind, namespace, names or [], selector, field_selector)
+    except sel.SelectionError as e:
+        raise fail(str(e)) from None
+    _write_each(state, kind, objects, lambda _obj: body, "patched",
+                lambda o: "patched" if o.changed else "patched (no change)", namespace, missing)
+
+
+def _metadata_command(
+    field: str, verb: str, resource: str, args: list[str], overwrite: bool, selector: str | None,
+    field_selector: str | None, all_: bool, namespace: str, state_dir: Path | None,
+) -> None:
+    kind = _kind(resource)
+    names = [a for a in args if "=" not in a and not a.endswith("-")]
+    specs = [a for a in args if a not in names]
+    try:
+        add, remove = sel.parse_pairs(specs, verb, validate_values=field == "labels")
+    except sel.SelectionError as e:
+        raise fail(str(e)) from None
+    state = _open(state_dir)
+    try:
+        objects, missing = sel.targets(state, kind, namespace, names, selector, field_selector, all_)
+    except sel.SelectionError as e:
+        raise fail(str(e)) from None
+    notes: list[str] = []
+    change = sel.metadata_change(field, add, remove, overwrite, notes)
+    _write_each(state, kind, objects, change, sel.past(verb), lambda o: sel.metadata_verb(field, verb, o), namespace,
+                missing)
+    for note in dict.fromkeys(notes):
+        print(note)
+
+
+Overwrite = Annotated[bool, typer.Option("--overwrite", help="Allow replacing a key that already has a value.")]
+AllOpt = Annotated[bool, typer.Option("--all", help="Every object of the kind in the namespace.")]
+
+
+@app.command()
+def label(
+    resource: Annotated[str, typer.Argument(help="gs, gss or pod")],
+    args: Annotated[list[str], typer.Argument(help="NAME... KEY=VALUE... KEY-... (no names with -l).")],
+    overwrite: Overwrite = False,
+    selector: Selector = None,
+    field_selector: FieldSelectorOpt = None,
+    all_: AllOpt = False,
+    namespace: Namespace = "default",
+    state_dir: StateDir = None,
+) -> None:
+    """Set (KEY=VALUE) or remove (KEY-) labels, like kubectl label."""
+    _metadata_command("labels", "label", resource, args, overwrite, selector, field_selector, all_, namespace,
+                      state_dir)
+
+
+@app.command()
+def annotate(
+    resource: Annotated[str, typer.Argument(help="gs, gss or pod")],
+    args: Annotated[list[str], typer.Argument(help="NAME... KEY=VALUE... KEY-... (no names with -l).")],
+    overwrite: Overwrite = False,
+    selector: Selector = None,
+    field_selector: FieldSelectorOpt = None,
+    all_: AllOpt = False,
+    namespace: Namespace = "default",
+    state_dir: StateDir = None,
+) -> None:
+    """Set (KEY=VALUE) or remove (KEY-) annotations, like kubectl annotate."""
+    _metadata_command("annotations", "annotate", resource, args, overwrite, selector, field_selector, all_,
+                      namespace, state_dir)
 
 
 @app.command()
 def delete(
     resource: Annotated[str, typer.Argument(help="gs, gss or pod")],
-    names: Annotated[list[str], typer.Argument()],
+    names: Annotated[list[str] | None, typer.Argument(help="Names; or select with -l / --field-selector.")] = None,
+    selector: Selector = None,
+    field_selector: FieldSelectorOpt = None,
     namespace: Namespace = "default",
     state_dir: StateDir = None,
 ) -> None:
     """Delete objects. A deleted pod is recreated on the same ordinal; deleting a gss removes its fleet."""
     kind = _kind(resource)
     state = _open(state_dir)
+    try:
+        objects, missing = sel.targets(state, kind, namespace, names or [], selector, field_selector)
+    except sel.SelectionError as e:
+        raise fail(str(e)) from None
+    if not objects and not missing:
+        print(sel.no_resources(namespace))
+        return
     code = 0
-    for name in names:
+    for name in missing:
+        err.print(Text(f'error: {RESOURCE[kind]} "{name}" not found', style="red"))
+        code = 1
+    for obj in objects:
+        name = obj["metadata"]["name"]
         try:
-            state.delete(kind, namespace, name)
+            # The version that matched: a server changed since (say, no longer idle) is not deleted by mistake.
+            state.delete(kind, namespace, name, resource_version=obj["metadata"]["resourceVersion"]
+                         if selector or field_selector else None)
             print(f'{RESOURCE[kind]} "{name}" deleted')
         except NotFound:
             err.print(Text(f'error: {RESOURCE[kind]} "{name}" not found', style="red"))
+            code = 1
+        except Conflict:
+            err.print(Text(f'error: {RESOURCE[kind]} "{name}" changed since it was selected; not deleted (run the '
+                           "command again to re-select)", style="red"))
             code = 1
     if code:
         raise typer.Exit(code)
@@ -803,6 +979,10 @@ def logs(
     state_dir: StateDir = None,
 ) -> None:
     """Print a container's log (stdout and stderr of all its runs)."""
+    import time
+
+    from gamekeeper.runtime.local import LocalPaths
+
     state = _open(state_dir)
     pod = _pod_for(state, namespace, name)
     names = [c["name"] for c in pod["spec"]["containers"]]
@@ -841,6 +1021,12 @@ def exec(
     state_dir: StateDir = None,
 ) -> None:
     """Run a command in a game server's container (its directory and environment), like kubectl exec."""
+    import subprocess
+
+    from gamekeeper.ports.runtime import ContainerNotRunning
+    from gamekeeper.runtime.local import LocalRuntime
+    from gamekeeper.store.sqlite import SqliteState
+
     sd = resolve_state_dir(state_dir)
     state = SqliteState(sd)
     pod = _pod_for(state, namespace, name)
@@ -874,10 +1060,13 @@ app.add_typer(rollout_app, name="rollout")
 
 
 def main() -> None:
-    logging.getLogger().setLevel(logging.WARNING)
     try:
         app()
-    except (CliError, ValidationError) as e:
+    except Exception as e:
+        # pydantic is loaded only by the commands that validate; its errors are reported like ours.
+        pydantic = sys.modules.get("pydantic")
+        if not isinstance(e, CliError) and not (pydantic is not None and isinstance(e, pydantic.ValidationError)):
+            raise
         err.print(Text(f"error: {e}", style="red"))
         sys.exit(1)
 

@@ -7,9 +7,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-import yaml
-
-from gamekeeper.api.models import OWNER_GSS_KEY
+from gamekeeper.api.keys import OWNER_GSS_KEY
 from gamekeeper.api.times import parse_time
 
 
@@ -163,4 +161,21 @@ def to_output(objects: list[dict[str, Any]], fmt: str, single: bool) -> str:
                                              "metadata": {"resourceVersion": ""}}
     if fmt == "json":
         return json.dumps(data, indent=4)
+    import yaml  # here: only -o yaml needs it
+
     return yaml.safe_dump(data, sort_keys=False, default_flow_style=False).rstrip()
+
+
+def labels_text(obj: dict[str, Any]) -> str:
+    """kubectl's LABELS cell: k=v pairs sorted by key, comma-separated."""
+    labels = (obj.get("metadata") or {}).get("labels") or {}
+    return ",".join(f"{k}={v}" for k, v in sorted(labels.items())) or "<none>"
+
+
+def with_labels(
+    headers: Sequence[str], rows: Sequence[Sequence[str]], items: Sequence[dict[str, Any]], show: bool
+) -> tuple[list[str], list[list[str]]]:
+    """`--show-labels`: the table with a LABELS column last."""
+    if not show:
+        return list(headers), [list(r) for r in rows]
+    return [*headers, "LABELS"], [[*r, labels_text(o)] for r, o in zip(rows, items, strict=True)]

@@ -8,19 +8,18 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.console import Console
-from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn
-from rich.text import Text
 
-from gamekeeper.api.models import WORKLOAD_HASH_KEY
-from gamekeeper.control.gameserverset import workload_hash
-from gamekeeper.core.update import RolloutStatus, parse_update_strategy, revision_name, rollout_status
-from gamekeeper.embedded.fleet import resolve_state_dir, running_controller_pid
+from gamekeeper.api.keys import WORKLOAD_HASH_KEY
+from gamekeeper.cli.console import LazyConsole, Text
+from gamekeeper.embedded.home import resolve_state_dir, running_controller_pid
 from gamekeeper.ports.store import Conflict
 from gamekeeper.store.sqlite import SqliteState, Waker
+
+if TYPE_CHECKING:
+    from gamekeeper.core.update import RolloutStatus
 
 rollout_app = typer.Typer(
     name="rollout",
@@ -29,7 +28,7 @@ rollout_app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-err = Console(stderr=True, highlight=False, soft_wrap=True)
+err = LazyConsole(stderr=True, highlight=False, soft_wrap=True)
 
 Resource = Annotated[str, typer.Argument(help="gss (the only kind with rollouts)")]
 Name = Annotated[str, typer.Argument(help="The GameServerSet.")]
@@ -57,6 +56,9 @@ def _open(resource: str, state_dir: Path | None) -> SqliteState:
 
 def current_status(state: SqliteState, namespace: str, name: str) -> RolloutStatus:
     """Where the rollout stands, from the GameServerSet and its workload (not from the lagging set status)."""
+    from gamekeeper.control.gameserverset import workload_hash
+    from gamekeeper.core.update import parse_update_strategy, revision_name, rollout_status
+
     gss = state.get("GameServerSet", namespace, name)
     if gss is None:
         raise _fail(f'{RESOURCE} "{name}" not found')
@@ -105,6 +107,9 @@ def status(
     if running_controller_pid(state.state_dir) is None:
         err.print(Text("note: no controller is running, so nothing will move; start one with `gk serve`",
                        style="dim"))
+    from rich.console import Console
+    from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn
+
     deadline = time.monotonic() + timeout if timeout else None
     waker = Waker(state.watch_dir)
     progress = Progress(

@@ -11,10 +11,12 @@ import json
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from fractions import Fraction
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
-from gamekeeper.api.models import OWNER_GSS_KEY
+from gamekeeper.api.keys import OWNER_GSS_KEY
+
+if TYPE_CHECKING:
+    from fractions import Fraction
 
 
 class SelectorError(ValueError):
@@ -688,6 +690,8 @@ def _quantity(text: str) -> Fraction | None:
     m = _QUANTITY_RE.fullmatch(text)
     if m is None:
         return None
+    from fractions import Fraction  # here: only --sort-by on quantities needs it (it costs `gk` start-up)
+
     number, suffix = Fraction(m.group(1)), m.group(2) or ""
     if suffix in _BINARY_SUFFIX:
         return number * _BINARY_SUFFIX[suffix]

@@ -18,6 +18,22 @@ from typing import Any
 
 from gamekeeper.control.manager import ControllerManager
 from gamekeeper.core.network import DEFAULT_PORT_RANGE, parse_port_range
+from gamekeeper.embedded.home import API_FILE
+from gamekeeper.embedded.home import (  # re-exported: importers of this module have always found them here
+    HOME_ENV as HOME_ENV,
+)
+from gamekeeper.embedded.home import (
+    read_config as read_config,
+)
+from gamekeeper.embedded.home import (
+    remember_images as remember_images,
+)
+from gamekeeper.embedded.home import (
+    resolve_state_dir as resolve_state_dir,
+)
+from gamekeeper.embedded.home import (
+    running_controller_pid as running_controller_pid,
+)
 from gamekeeper.observe.notify_config import NotifyConfig
 from gamekeeper.observe.notify_source import notifications_running
 from gamekeeper.observe.wiring import Observability
@@ -29,17 +45,8 @@ from gamekeeper.store.sqlite import SqliteState, SqliteStore
 
 log = logging.getLogger("gamekeeper.embedded")
 
-HOME_ENV = "GAMEKEEPER_HOME"
 HOST_PORT_RANGE_ENV = "GAMEKEEPER_HOST_PORT_RANGE"
 HOST_PORT_ADDRESS_ENV = "GAMEKEEPER_HOST_PORT_ADDRESS"
-API_FILE = "api.json"
-
-
-def resolve_state_dir(explicit: Path | None) -> Path:
-    if explicit is not None:
-        return explicit
-    env = os.environ.get(HOME_ENV)
-    return Path(env) if env else Path(".gamekeeper")
 
 
 def utc_now() -> datetime:
@@ -90,26 +97,6 @@ class ControllerLock:
 
     def release(self) -> None:
         self.lock.release()
-
-
-def running_controller_pid(state_dir: Path) -> int | None:
-    """The pid of the controller holding the lock, or None."""
-    return PidLock(state_dir, "controller").holder()
-
-
-def remember_images(state_dir: Path, path: Path) -> None:
-    config = read_config(state_dir)
-    config["images"] = str(path.resolve())
-    state_dir.mkdir(parents=True, exist_ok=True)
-    (state_dir / "config.json").write_text(json.dumps(config, indent=2) + "\n")
-
-
-def read_config(state_dir: Path) -> dict[str, Any]:
-    try:
-        data = json.loads((state_dir / "config.json").read_text())
-        return data if isinstance(data, dict) else {}
-    except (OSError, ValueError):
-        return {}
 
 
 class EmbeddedController:
@@ -204,19 +191,6 @@ class EmbeddedController:
         log.info("ops API and dashboard on %s", url)
         if self.on_api_url is not None:
             self.on_api_url(url)
-
-
-def running_api_url(state_dir: Path) -> str | None:
-    """The API address of the controller running for this state directory, if it serves one."""
-    pid = running_controller_pid(state_dir)
-    try:
-        data = json.loads((state_dir / API_FILE).read_text())
-    except (OSError, ValueError):
-        return None
-    if pid is None or not isinstance(data, dict) or data.get("pid") != pid:
-        return None
-    url = data.get("url")
-    return url if isinstance(url, str) else None
 
 
 def stop_controller(state_dir: Path, timeout: float = 10.0) -> bool:

@@ -5,26 +5,23 @@ Also runnable on its own: `python -m gamekeeper.kube.cli operator ...`.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 import os
-import signal
 import sys
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from gamekeeper.api.loading import InvalidObject
-from gamekeeper.kube.client import KubeClient
-from gamekeeper.kube.leader import LeadershipLost, LeaseTiming
-from gamekeeper.kube.manifests import DEFAULT_IMAGE, DEFAULT_NAMESPACE, NAME, InstallOptions, all_manifests, to_yaml
-from gamekeeper.kube.operator import OperatorConfig, ProbeChoice, default_identity, run_operator
-from gamekeeper.kube.resources import resource_for
-from gamekeeper.observe.notify_config import load_notify_config
-from gamekeeper.observe.server import parse_address
+from gamekeeper.kube.names import DEFAULT_NAMESPACE, NAME
 from gamekeeper.ports.store import StoreError
+
+# `gk` registers these commands at start-up; the Kubernetes client, aiohttp and the operator load only when one
+# of them runs, so embedded-mode commands stay quick.
+if TYPE_CHECKING:
+    from gamekeeper.kube.client import KubeClient
+    from gamekeeper.kube.operator import ProbeChoice
 
 kube_app = typer.Typer(
     help="Kubernetes mode: run the operator, install it on a cluster.",
@@ -113,6 +110,16 @@ def operator(
         "--dashboard", help="Serve the dashboard (on --api-addr, default 127.0.0.1:8080) and print its URL.")] = False,
 ) -> None:
     """Run the controllers against the Kubernetes API (in a pod: in-cluster credentials)."""
+    import asyncio
+    import signal
+
+    from gamekeeper.api.loading import InvalidObject
+    from gamekeeper.kube.client import KubeClient
+    from gamekeeper.kube.leader import LeadershipLost, LeaseTiming
+    from gamekeeper.kube.operator import OperatorConfig, default_identity, run_operator
+    from gamekeeper.observe.notify_config import load_notify_config
+    from gamekeeper.observe.server import parse_address
+
     _setup_logging(log_level, log_format)
     notify_config = None
     if notify is not None:
@@ -171,6 +178,8 @@ def operator(
 
 async def apply_manifests(client: KubeClient, docs: list[dict[str, Any]]) -> list[str]:
     """Create or update each object, CRDs first and waiting until they are served; one kubectl-like line each."""
+    from gamekeeper.kube.resources import resource_for
+
     lines = []
     for doc in docs:
         res = resource_for(doc["kind"])
@@ -203,6 +212,8 @@ async def _wait_served(client: KubeClient, crd: dict[str, Any], timeout: float =
     group = crd["spec"]["group"]
     plural = crd["spec"]["names"]["plural"]
     version = crd["spec"]["versions"][0]["name"]
+    import asyncio
+
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
     while loop.time() < deadline:
@@ -218,7 +229,9 @@ def install(
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the manifests instead of applying them.")] = False,
     crds_only: Annotated[bool, typer.Option("--crds-only", help="Only the CustomResourceDefinitions.")] = False,
     namespace: Annotated[str, typer.Option("--namespace", "-n", help="The operator's namespace.")] = DEFAULT_NAMESPACE,
-    image: Annotated[str, typer.Option(help="Operator image (build it with deploy/Dockerfile).")] = DEFAULT_IMAGE,
+    image: Annotated[str | None, typer.Option(
+        help="Operator image (build it with deploy/Dockerfile; default: gamekeeper:<this version>).",
+        show_default=False)] = None,
     replicas: Annotated[int, typer.Option(help="Operator replicas (leader election keeps one acting).")] = 2,
     watch_namespace: Annotated[str | None, typer.Option(
         help="Manage only this namespace (RBAC bound there only).", show_default=False)] = None,
@@ -228,9 +241,14 @@ def install(
     context: Context = None,
 ) -> None:
     """Install the CRDs, RBAC and the operator Deployment (or print them with --dry-run)."""
+    import asyncio
+
+    from gamekeeper.kube.client import KubeClient
+    from gamekeeper.kube.manifests import DEFAULT_IMAGE, InstallOptions, all_manifests, to_yaml
+
     try:
-        opts = InstallOptions(namespace=namespace, image=image, replicas=replicas, watch_namespace=watch_namespace,
-                              probe=probe, leader_elect=leader_elect)
+        opts = InstallOptions(namespace=namespace, image=image or DEFAULT_IMAGE, replicas=replicas,
+                              watch_namespace=watch_namespace, probe=probe, leader_elect=leader_elect)
     except ValueError as err:
         raise _fail(str(err), 2) from None
     docs = all_manifests(opts, crds=True, operator=not crds_only)

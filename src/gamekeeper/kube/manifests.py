@@ -30,6 +30,8 @@ from typing import Any
 import yaml
 
 from gamekeeper.kube.crds import all_crds
+from gamekeeper.kube.names import DEFAULT_NAMESPACE as DEFAULT_NAMESPACE
+from gamekeeper.kube.names import NAME as NAME
 
 
 def _version() -> str:
@@ -39,8 +41,6 @@ def _version() -> str:
         return "0.1.0"
 
 
-NAME = "gamekeeper-operator"
-DEFAULT_NAMESPACE = "gamekeeper-system"
 DEFAULT_IMAGE = f"gamekeeper:{_version()}"
 HEALTH_PORT = 8081
 ALL_VERBS = ["get", "list", "watch", "create", "update", "patch", "delete"]

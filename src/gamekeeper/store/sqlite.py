@@ -9,7 +9,6 @@ instead of overwriting. Watchers are woken without polling: each watcher binds a
 
 from __future__ import annotations
 
-import asyncio
 import builtins
 import contextlib
 import copy
@@ -24,7 +23,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from gamekeeper.api.models import OWNER_GSS_KEY
+from gamekeeper.api.keys import OWNER_GSS_KEY
 from gamekeeper.api.times import format_time
 from gamekeeper.ports.store import AlreadyExists, Change, Conflict, EventRecord, NotFound, Obj
 
@@ -401,6 +400,8 @@ class Waker:
         # A reader callback and a timer on one future: no task per wait (asyncio.wait_for wraps sock_recv in one),
         # and a cancellation always arrives (Python 3.11's wait_for can swallow one that races with the
         # result, and the watching task then never stops).
+        import asyncio  # here: only code already running an event loop waits, and `gk get` never loads asyncio
+
         loop = asyncio.get_running_loop()
         ready = loop.create_future()
 
