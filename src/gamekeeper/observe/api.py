@@ -23,7 +23,14 @@ from typing import Any
 
 from aiohttp import web
 
-from gamekeeper.core.selectors import SelectorError, parse_selection, sort_objects
+from gamekeeper.core.selectors import (
+    Selection,
+    SelectorError,
+    check_field_selector,
+    parse_field_selector,
+    parse_label_selector,
+    sort_objects,
+)
 from gamekeeper.observe.api_auth import TOKEN_ENV, check_api_options, is_loopback
 from gamekeeper.observe.api_write import BadBody, merged_checked, scale_replicas, split_patch
 from gamekeeper.ports.store import Change, Conflict, EventRecord, NotFound, Obj, Store
@@ -177,10 +184,10 @@ class OpsApi:
     async def list_objects(self, kind: str, request: web.Request) -> web.Response:
         q = request.query
         try:
-            selection = parse_selection(kind, q.get("labelSelector"), q.get("fieldSelector"))
-        except SelectorError as e:
-            field = "fieldSelector" if "field" in str(e).lower() and q.get("fieldSelector") else "labelSelector"
-            return _status(400, "BadRequest", f"{field}: {e}", [(field, str(e))])
+            selection = _selection(kind, q.get("labelSelector"), q.get("fieldSelector"))
+        except BadBody as e:
+            field, message = e.causes[0]
+            return _status(400, "BadRequest", f"{field}: {message}", e.causes)
         items = [o for o in await self.store.list(kind, request.match_info.get("ns")) if selection.matches(o)]
         items.sort(key=lambda o: (o["metadata"].get("namespace", ""), _natural(o["metadata"]["name"])))
         if q.get("sortBy"):
@@ -359,11 +366,7 @@ class OpsApi:
         for key, value in (("labelSelector", labels), ("fieldSelector", fields)):
             if value is not None and not isinstance(value, str):
                 raise BadBody([(key, "expected a string such as game.kruise.io/owner-gss=minecraft")])
-        try:
-            selection = parse_selection(kind, labels, fields)
-        except SelectorError as e:
-            raise BadBody([("fieldSelector" if fields and "field" in str(e).lower() else "labelSelector",
-                            str(e))]) from None
+        selection = _selection(kind, labels, fields)
         objs = [o for o in await self.store.list(kind, ns) if selection.matches(o)]
         objs.sort(key=lambda o: _natural(o["metadata"]["name"]))
         return [(o["metadata"]["name"], None) for o in objs]
@@ -502,6 +505,20 @@ class OpsApi:
             raise web.HTTPNotFound()
         return web.Response(body=resource.read_bytes(), content_type=types[suffix],
                             headers={"Cache-Control": "no-cache"})
+
+
+def _selection(kind: str, labels: str | None, fields: str | None) -> Selection:
+    """Both selectors, parsed as Kubernetes parses them; BadBody names the one that does not parse."""
+    try:
+        label_selector = parse_label_selector(labels or "")
+    except SelectorError as e:
+        raise BadBody([("labelSelector", str(e))]) from None
+    try:
+        field_selector = parse_field_selector(fields or "")
+        check_field_selector(field_selector, kind)
+    except SelectorError as e:
+        raise BadBody([("fieldSelector", str(e))]) from None
+    return Selection(kind, label_selector, field_selector)
 
 
 def _scale(gss: Obj) -> Obj:
