@@ -33,7 +33,7 @@ from gamekeeper.core.selectors import (
 )
 from gamekeeper.observe.api_auth import TOKEN_ENV, check_api_options, is_loopback
 from gamekeeper.observe.api_write import BadBody, merged_checked, scale_replicas, split_patch
-from gamekeeper.ports.store import Change, Conflict, EventRecord, NotFound, Obj, Store
+from gamekeeper.ports.store import Change, Conflict, EventRecord, NotFound, Obj, Store, StoreError
 
 log = logging.getLogger("gamekeeper.api")
 
@@ -245,7 +245,11 @@ class OpsApi:
         try:
             text = await self.logs(pod, container, max(0, min(tail, 10_000)))
         except FileNotFoundError:
-            text = ""
+            text = ""  # not started yet
+        except NotFound:
+            return _status(404, "NotFound", f"no log for {ns}/{name} container {container} (not started yet?)")
+        except StoreError as e:
+            return _status(502, "BadGateway", f"reading the log of {ns}/{name}: {e}")
         return web.Response(text=text, content_type="text/plain")
 
     async def events(self, request: web.Request) -> web.Response:
