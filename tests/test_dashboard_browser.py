@@ -83,6 +83,20 @@ def row_ops(driver: Any) -> dict[str, str]:
             for r in driver.find_elements(By.CSS_SELECTOR, "#gs-rows .row")}
 
 
+def click(driver: Any, css: str) -> None:
+    """Click, finding the element again if a re-render replaced it between the find and the click."""
+    from selenium.common.exceptions import StaleElementReferenceException
+    from selenium.webdriver.common.by import By
+
+    for _ in range(20):
+        try:
+            driver.find_element(By.CSS_SELECTOR, css).click()
+            return
+        except StaleElementReferenceException:
+            continue
+    raise AssertionError(f"{css} kept being replaced")
+
+
 def shot(driver: Any, name: str) -> None:
     where = os.environ.get("GAMEKEEPER_SCREENSHOTS")
     if where:
@@ -119,7 +133,7 @@ def test_seed_scenario_in_the_dashboard(fleet: Fleet, browser: Any) -> None:
     assert row_ops(browser)["minecraft-0"] == "WaitToBeDeleted"
 
     for name in ("minecraft-0", "minecraft-2"):
-        browser.find_element(By.CSS_SELECTOR, f'.row[data-name="{name}"] input[type=checkbox]').click()
+        click(browser, f'.row[data-name="{name}"] input[type=checkbox]')
     until("two selected", lambda: browser.find_element(By.ID, "sel-count").text == "2 selected", 5)
     browser.find_element(By.ID, "act-kill").click()
     until("the confirmation", lambda: browser.find_element(By.ID, "confirm").get_attribute("open") is not None, 5)

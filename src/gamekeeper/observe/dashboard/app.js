@@ -271,6 +271,21 @@ function renderTable() {
   const last = Math.min(S.rows.length, first + Math.ceil((scroll.clientHeight || 600) / ROW) + 20);
   const box = $("gs-rows");
   box.style.top = first * ROW + "px";
+  // Rows are replaced only when what they show changed: a row swapped under the pointer would eat a click.
+  let sig = first + ":" + S.focus;
+  for (let i = first; i < last; i++) sig += "|" + S.rows[i].key + "@" + S.rows[i].rv + (S.selected.has(S.rows[i].key) ? "*" : "");
+  if (sig !== S.rowsSig) { S.rowsSig = sig; fillRows(box, first, last); }
+  for (const b of document.querySelectorAll(".thead button")) {
+    if (b.dataset.sort === S.sort.key) b.setAttribute("aria-sort", S.sort.dir > 0 ? "ascending" : "descending"); else b.removeAttribute("aria-sort");
+  }
+  const n = S.selected.size;
+  $("sel-count").textContent = n + " selected";
+  for (const id of ["act-ops-go", "act-kill", "act-dp-go", "sel-none"]) $(id).disabled = n === 0;
+  const shown = S.rows.length && S.rows.every((r) => S.selected.has(r.key));
+  $("sel-all").checked = Boolean(shown);
+}
+
+function fillRows(box, first, last) {
   const frag = document.createDocumentFragment();
   for (let i = first; i < last; i++) {
     const r = S.rows[i];
@@ -291,14 +306,6 @@ function renderTable() {
     frag.append(row);
   }
   box.replaceChildren(frag);
-  for (const b of document.querySelectorAll(".thead button")) {
-    if (b.dataset.sort === S.sort.key) b.setAttribute("aria-sort", S.sort.dir > 0 ? "ascending" : "descending"); else b.removeAttribute("aria-sort");
-  }
-  const n = S.selected.size;
-  $("sel-count").textContent = n + " selected";
-  for (const id of ["act-ops-go", "act-kill", "act-dp-go", "sel-none"]) $(id).disabled = n === 0;
-  const shown = S.rows.length && S.rows.every((r) => S.selected.has(r.key));
-  $("sel-all").checked = Boolean(shown);
 }
 
 function toggle(k, on) { if (on) S.selected.add(k); else S.selected.delete(k); schedule(); }
