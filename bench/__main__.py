@@ -12,7 +12,7 @@ import time
 
 from bench.common import ROOT
 
-PROGRAMS = ["scale_in", "writes", "prober_throughput", "fleet_scale", "cli_startup"]
+PROGRAMS = ["scale_in", "writes", "prober_throughput", "fleet_scale", "cli_startup", "dashboard_api"]
 
 
 def main(argv: list[str] | None = None) -> int:

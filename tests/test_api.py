@@ -79,8 +79,8 @@ def test_reads_with_selectors(running: tuple[Fleet, str]) -> None:
     assert code == 200 and data["items"] == []
     code, data = call(url + GS + "?labelSelector=a%20in%20(b")
     assert code == 400 and data["details"]["causes"][0]["field"] == "labelSelector"
-    code, data = call(url + GS + "?fieldSelector=spec.nothing%3Dx")
-    assert code == 400 and "fieldSelector" in data["message"]
+    code, data = call(url + GS + "?fieldSelector=spec.nothing%3Dx&labelSelector=a%3Db")
+    assert code == 400 and data["details"]["causes"][0]["field"] == "fieldSelector", data
     code, gs = call(url + GS + "/minecraft-1")
     assert code == 200 and gs["kind"] == "GameServer" and gs["metadata"]["resourceVersion"]
     code, data = call(url + GS + "/nope")
@@ -121,6 +121,9 @@ def test_writes_need_the_token_and_a_fresh_resource_version(running: tuple[Fleet
     code, data = call(url + "/api/v1/namespaces/default/gameserversets/minecraft/scale", "PUT",
                       {"spec": {"replicas": -1}}, token=TOKEN)
     assert code == 422 and data["details"]["causes"][0]["field"] == "spec.replicas"
+    code, data = call(url + "/api/v1/namespaces/default/gameserversets/minecraft/scale", "PUT",
+                      {"spec": {"replicas": 0}, "metadata": {"resourceVersion": "1"}}, token=TOKEN)
+    assert code == 409 and data["reason"] == "Conflict"
     # Nothing above was written.
     gs = fleet.gameservers()["minecraft-2"]
     assert "team" not in (gs["metadata"].get("labels") or {})
@@ -222,3 +225,31 @@ def test_read_only_without_a_token_and_exposed_needs_one(tmp_path: Path) -> None
     asyncio.run(scenario())
     assert (state.get("GameServer", "default", "a-0") or {}).get("spec") == {}
     time.sleep(0)
+
+
+@pytest.mark.slow
+def test_gk_dashboard_starts_a_controller_or_finds_the_running_one(fleet: Fleet) -> None:
+    first = fleet.gk("dashboard")
+    url = first.stdout.strip().splitlines()[-1]
+    assert "controller started in the background" in first.stdout and url.startswith("http://127.0.0.1:")
+    again = fleet.gk("dashboard")
+    assert again.stdout.strip() == url  # found, not started again
+    with urllib.request.urlopen(url, timeout=10) as resp:
+        page = resp.read().decode()
+    assert resp.headers["Content-Type"].startswith("text/html") and "/dashboard/app.js" in page
+    with urllib.request.urlopen(url + "dashboard/app.js", timeout=10) as resp:
+        assert b"EventSource cannot send" in resp.read()
+    code, _ = call(url + "dashboard/..%2fapi.py")
+    assert code == 404
+    bad = fleet.gk("serve", "--api-addr", "0.0.0.0:0", check=False)
+    assert bad.returncode == 1 and "not a loopback address" in bad.stderr and "--api-token-file" in bad.stderr
+    fleet.gk("down")
+    taken = url.removeprefix("http://").rstrip("/")
+    with socket.socket() as blocker:
+        blocker.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        host, port = taken.rsplit(":", 1)
+        blocker.bind((host, int(port)))
+        blocker.listen()
+        busy = fleet.gk("serve", "--api-addr", taken, check=False)
+    assert busy.returncode == 1 and "cannot listen there" in busy.stderr, busy.stderr
+    assert "Traceback" not in busy.stderr

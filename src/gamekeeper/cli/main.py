@@ -18,7 +18,13 @@ from gamekeeper.cli.console import LazyConsole, Text
 from gamekeeper.cli.rollout import rollout_app
 from gamekeeper.cli.state import state_app
 from gamekeeper.core.selectors import Selection
-from gamekeeper.embedded.home import read_config, remember_images, resolve_state_dir, running_controller_pid
+from gamekeeper.embedded.home import (
+    read_config,
+    remember_images,
+    resolve_state_dir,
+    running_api_url,
+    running_controller_pid,
+)
 from gamekeeper.kube.cli import kube_app
 from gamekeeper.ports.store import Conflict, NotFound
 
@@ -288,7 +294,7 @@ def _run_controller(
     import asyncio
     import signal
 
-    from gamekeeper.embedded.fleet import ControllerAlreadyRunning, EmbeddedController
+    from gamekeeper.embedded.fleet import ApiUnavailable, ControllerAlreadyRunning, EmbeddedController
     from gamekeeper.observe.server import parse_address
 
     if metrics_addr:
@@ -315,7 +321,7 @@ def _run_controller(
 
     try:
         asyncio.run(main())
-    except ControllerAlreadyRunning as e:
+    except (ControllerAlreadyRunning, ApiUnavailable) as e:
         raise fail(str(e)) from None
     if live:
         print("controller stopped; game servers keep running (gk down stops them)")
@@ -469,8 +475,6 @@ def start_background_controller(
 def _wait_api_url(sd: Path, timeout: float = 15.0) -> str | None:
     import time
 
-    from gamekeeper.embedded.fleet import running_api_url
-
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         url = running_api_url(sd)
@@ -489,8 +493,6 @@ def dashboard(
     open_browser: Annotated[bool, typer.Option("--open/--no-open", help="Open it in a web browser.")] = False,
 ) -> None:
     """Print (or open) the web dashboard's URL; starts a controller serving it if none is running."""
-    from gamekeeper.embedded.fleet import running_api_url
-
     sd = resolve_state_dir(state_dir)
     url = running_api_url(sd)
     if url is None:

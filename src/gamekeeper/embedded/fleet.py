@@ -18,6 +18,7 @@ from typing import Any
 
 from gamekeeper.control.manager import ControllerManager
 from gamekeeper.core.network import DEFAULT_PORT_RANGE, parse_port_range
+from gamekeeper.embedded.home import API_FILE
 from gamekeeper.embedded.home import (  # re-exported: importers of this module have always found them here
     HOME_ENV as HOME_ENV,
 )
@@ -54,7 +55,6 @@ log = logging.getLogger("gamekeeper.embedded")
 
 HOST_PORT_RANGE_ENV = "GAMEKEEPER_HOST_PORT_RANGE"
 HOST_PORT_ADDRESS_ENV = "GAMEKEEPER_HOST_PORT_ADDRESS"
-API_FILE = "api.json"
 
 
 def utc_now() -> datetime:
@@ -84,6 +84,10 @@ def resolve_host_ports(port_range: str | None, address: str | None) -> tuple[tup
 
 class ControllerAlreadyRunning(RuntimeError):
     pass
+
+
+class ApiUnavailable(RuntimeError):
+    """The ops API cannot listen on its address (in use, or not this machine's)."""
 
 
 class ControllerLock:
@@ -188,7 +192,11 @@ class EmbeddedController:
 
         assert self.api_addr is not None
         api = OpsApi(store, self.clock, self.api_addr, self.api_token, logs=local_log_reader(self.state_dir))
-        url = await api.start()
+        try:
+            url = await api.start()
+        except OSError as e:
+            raise ApiUnavailable(f"--api-addr {self.api_addr}: cannot listen there: {e.strerror or e}; "
+                                 "pick another address or port (port 0 picks a free one)") from None
         cleanup.push_async_callback(api.stop)
         # `gk dashboard` finds a running controller's API here.
         where = self.state_dir / API_FILE
@@ -197,19 +205,6 @@ class EmbeddedController:
         log.info("ops API and dashboard on %s", url)
         if self.on_api_url is not None:
             self.on_api_url(url)
-
-
-def running_api_url(state_dir: Path) -> str | None:
-    """The API address of the controller running for this state directory, if it serves one."""
-    pid = running_controller_pid(state_dir)
-    try:
-        data = json.loads((state_dir / API_FILE).read_text())
-    except (OSError, ValueError):
-        return None
-    if pid is None or not isinstance(data, dict) or data.get("pid") != pid:
-        return None
-    url = data.get("url")
-    return url if isinstance(url, str) else None
 
 
 def stop_controller(state_dir: Path, timeout: float = 10.0) -> bool:

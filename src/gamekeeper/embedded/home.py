@@ -10,6 +10,7 @@ from typing import Any
 from gamekeeper.runtime.pidlock import PidLock
 
 HOME_ENV = "GAMEKEEPER_HOME"
+API_FILE = "api.json"  # where a controller serving the ops API says where (`gk dashboard` reads it)
 
 
 def resolve_state_dir(explicit: Path | None) -> Path:
@@ -37,3 +38,16 @@ def read_config(state_dir: Path) -> dict[str, Any]:
         return data if isinstance(data, dict) else {}
     except (OSError, ValueError):
         return {}
+
+
+def running_api_url(state_dir: Path) -> str | None:
+    """The API address of the controller running for this state directory, if it serves one."""
+    pid = running_controller_pid(state_dir)
+    try:
+        data = json.loads((state_dir / API_FILE).read_text())
+    except (OSError, ValueError):
+        return None
+    if pid is None or not isinstance(data, dict) or data.get("pid") != pid:
+        return None
+    url = data.get("url")
+    return url if isinstance(url, str) else None

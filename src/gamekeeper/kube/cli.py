@@ -103,6 +103,14 @@ def operator(
     external_scaler_addr: Annotated[str, typer.Option(
         help="Serve KEDA's external-scaler gRPC API (OpenKruiseGame's scaler) on HOST:PORT while leading; '' turns "
         "it off. See docs/autoscaling.md.")] = "0.0.0.0:6000",
+    api_addr: Annotated[str | None, typer.Option(
+        help="Serve the ops API and web dashboard on HOST:PORT while leading (a bare PORT is loopback); "
+        "see docs/dashboard.md.", show_default=False)] = None,
+    api_token_file: Annotated[Path | None, typer.Option(
+        help="Bearer token for API writes (default: $GAMEKEEPER_API_TOKEN); needed for a non-loopback "
+        "--api-addr.", show_default=False)] = None,
+    dashboard: Annotated[bool, typer.Option(
+        "--dashboard", help="Serve the dashboard (on --api-addr, default 127.0.0.1:8080) and print its URL.")] = False,
 ) -> None:
     """Run the controllers against the Kubernetes API (in a pod: in-cluster credentials)."""
     import asyncio
@@ -139,6 +147,17 @@ def operator(
             external_scaler_addr = f"{host}:{port}"
         except ValueError as err:
             raise _fail(f"--external-scaler-addr: {err}", 2) from None
+    from gamekeeper.observe.api_auth import check_api_options, load_token
+
+    if dashboard and api_addr is None:
+        api_addr = "127.0.0.1:8080"
+    api_token = None
+    if api_addr is not None:
+        try:
+            api_token = load_token(api_token_file)
+            check_api_options(api_addr, api_token)
+        except ValueError as err:
+            raise _fail(str(err), 2) from None
     probe_choice: ProbeChoice = "kruise" if probe == "kruise" else "exec" if probe == "exec" else "auto"
     config = OperatorConfig(
         namespace=namespace, probe=probe_choice, leader_elect=leader_elect, lease_name=lease_name,
@@ -146,6 +165,7 @@ def operator(
         identity=identity or default_identity(), timing=timing, resync_seconds=resync,
         exec_concurrency=exec_concurrency, health_host=health_host, health_port=health_port,
         metrics_addr=metrics_addr, notify=notify_config, external_scaler_addr=external_scaler_addr or None,
+        api_addr=api_addr, api_token=api_token,
     )
 
     async def main() -> None:

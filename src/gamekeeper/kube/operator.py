@@ -78,6 +78,8 @@ class OperatorConfig:
     metrics_addr: str | None = None  # host:port for /metrics (the leader's; a standby has none)
     notify: NotifyConfig | None = None  # notification sinks for the events the controllers record
     external_scaler_addr: str | None = None  # host:port for KEDA's externalscaler gRPC (the leader's); None: off
+    api_addr: str | None = None  # host:port for the ops API and dashboard (the leader's; a standby has none)
+    api_token: str | None = None
 
 
 async def detect_probe_path(client: KubeClient, choice: ProbeChoice) -> tuple[ProbePath, str]:
@@ -183,6 +185,8 @@ class Operator:
         self.alive = True
         self._health: web.AppRunner | None = None
         self.health_port: int | None = None
+        self.api: Any = None  # observe.api.OpsApi while leading with --api-addr
+        self.api_url: str | None = None
 
     # -- health -------------------------------------------------------------------------------------------
 
@@ -256,6 +260,8 @@ class Operator:
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
+            if self.api is not None:
+                await self.api.stop()
             if self.manager is not None:
                 self.manager.prober.stop()
             if self.external_scaler is not None:
@@ -311,6 +317,13 @@ class Operator:
                 store, cfg.external_scaler_addr)
         if observability is not None and cfg.metrics_addr:
             tasks.append(asyncio.create_task(observability.serve(cfg.metrics_addr, manager), name="metrics"))
+        if cfg.api_addr is not None:
+            from gamekeeper.observe.api import OpsApi, kube_log_reader
+
+            self.api = OpsApi(controller_store, self.clock, cfg.api_addr, cfg.api_token,
+                              logs=kube_log_reader(self.client))
+            self.api_url = await self.api.start()
+            log.info("ops API and dashboard on %s", self.api_url)
 
         if self.probe_path == "kruise":
             self.ppm = PodProbeMarkerController(store, self.clock)

@@ -23,10 +23,17 @@ from typing import Any
 
 from aiohttp import web
 
-from gamekeeper.core.selectors import SelectorError, parse_selection, sort_objects
+from gamekeeper.core.selectors import (
+    Selection,
+    SelectorError,
+    check_field_selector,
+    parse_field_selector,
+    parse_label_selector,
+    sort_objects,
+)
 from gamekeeper.observe.api_auth import TOKEN_ENV, check_api_options, is_loopback
 from gamekeeper.observe.api_write import BadBody, merged_checked, scale_replicas, split_patch
-from gamekeeper.ports.store import Change, Conflict, EventRecord, NotFound, Obj, Store
+from gamekeeper.ports.store import Change, Conflict, EventRecord, NotFound, Obj, Store, StoreError
 
 log = logging.getLogger("gamekeeper.api")
 
@@ -77,7 +84,7 @@ class OpsApi:
         self.dashboard = dashboard
         self.loopback = is_loopback(self.host)
         self._runner: web.AppRunner | None = None
-        self._subscribers: set[asyncio.Queue[str | None]] = set()
+        self._subscribers: set[asyncio.Queue[tuple[str, str] | None]] = set()  # (namespace, SSE text)
         self._tasks: list[asyncio.Task[Any]] = []
         self._event_marks: dict[tuple[str, ...], tuple[int, str]] | None = None
         self._events_due = asyncio.Event()
@@ -177,10 +184,10 @@ class OpsApi:
     async def list_objects(self, kind: str, request: web.Request) -> web.Response:
         q = request.query
         try:
-            selection = parse_selection(kind, q.get("labelSelector"), q.get("fieldSelector"))
-        except SelectorError as e:
-            field = "fieldSelector" if "field" in str(e).lower() and q.get("fieldSelector") else "labelSelector"
-            return _status(400, "BadRequest", f"{field}: {e}", [(field, str(e))])
+            selection = _selection(kind, q.get("labelSelector"), q.get("fieldSelector"))
+        except BadBody as e:
+            field, message = e.causes[0]
+            return _status(400, "BadRequest", f"{field}: {message}", e.causes)
         items = [o for o in await self.store.list(kind, request.match_info.get("ns")) if selection.matches(o)]
         items.sort(key=lambda o: (o["metadata"].get("namespace", ""), _natural(o["metadata"]["name"])))
         if q.get("sortBy"):
@@ -208,7 +215,9 @@ class OpsApi:
         status = gs.get("status") or {}
         meta = gs["metadata"]
         events = await self.store.list_events(meta["namespace"], "GameServer", meta["name"])
+        pod = await self.store.get("Pod", meta["namespace"], meta["name"])
         return web.json_response({
+            "containers": [c["name"] for c in ((pod or {}).get("spec") or {}).get("containers") or []],
             "name": meta["name"], "namespace": meta["namespace"], "now": _stamp(self.clock()),
             "opsState": (gs.get("spec") or {}).get("opsState", "None"),
             "serviceQualitiesConditions": status.get("serviceQualitiesConditions") or [],
@@ -236,7 +245,11 @@ class OpsApi:
         try:
             text = await self.logs(pod, container, max(0, min(tail, 10_000)))
         except FileNotFoundError:
-            text = ""
+            text = ""  # not started yet
+        except NotFound:
+            return _status(404, "NotFound", f"no log for {ns}/{name} container {container} (not started yet?)")
+        except StoreError as e:
+            return _status(502, "BadGateway", f"reading the log of {ns}/{name}: {e}")
         return web.Response(text=text, content_type="text/plain")
 
     async def events(self, request: web.Request) -> web.Response:
@@ -357,11 +370,7 @@ class OpsApi:
         for key, value in (("labelSelector", labels), ("fieldSelector", fields)):
             if value is not None and not isinstance(value, str):
                 raise BadBody([(key, "expected a string such as game.kruise.io/owner-gss=minecraft")])
-        try:
-            selection = parse_selection(kind, labels, fields)
-        except SelectorError as e:
-            raise BadBody([("fieldSelector" if fields and "field" in str(e).lower() else "labelSelector",
-                            str(e))]) from None
+        selection = _selection(kind, labels, fields)
         objs = [o for o in await self.store.list(kind, ns) if selection.matches(o)]
         objs.sort(key=lambda o: _natural(o["metadata"]["name"]))
         return [(o["metadata"]["name"], None) for o in objs]
@@ -398,7 +407,7 @@ class OpsApi:
         resp = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache",
                                            "X-Accel-Buffering": "no"})
         await resp.prepare(request)
-        queue: asyncio.Queue[str | None] = asyncio.Queue(maxsize=20_000)
+        queue: asyncio.Queue[tuple[str, str] | None] = asyncio.Queue(maxsize=20_000)
         self._subscribers.add(queue)
         try:
             await resp.write(b"retry: 1000\nevent: hello\ndata: {}\n\n")
@@ -411,20 +420,21 @@ class OpsApi:
                     continue
                 if item is None:
                     break
-                if namespace and f'"namespace": "{namespace}"' not in item:
+                if namespace and item[0] != namespace:
                     continue
-                await resp.write(item.encode())
-        except (ConnectionResetError, asyncio.CancelledError):
-            pass
+                await resp.write(item[1].encode())
+        except ConnectionResetError:
+            pass  # the reader went away
         finally:
             self._subscribers.discard(queue)
         return resp
 
     def _broadcast(self, event: str, data: Obj) -> None:
-        text = f"event: {event}\ndata: {json.dumps(data)}\n\n"
+        namespace = str((data.get("object") or data).get("metadata", {}).get("namespace", ""))
+        item = (namespace, f"event: {event}\ndata: {json.dumps(data)}\n\n")
         for queue in list(self._subscribers):
             try:
-                queue.put_nowait(text)
+                queue.put_nowait(item)
             except asyncio.QueueFull:  # a reader this far behind reconnects and re-lists
                 self._subscribers.discard(queue)
                 with contextlib.suppress(asyncio.QueueFull):
@@ -456,6 +466,8 @@ class OpsApi:
                 async with asyncio.timeout(1.0):
                     await self._events_due.wait()
             self._events_due.clear()
+            if not self._subscribers and self._event_marks is not None:
+                continue  # nobody is listening: no need to list (in Kubernetes mode, an API call)
             try:
                 records = await self.store.list_events()
             except Exception as e:  # a flaky API server must not end the stream
@@ -499,6 +511,20 @@ class OpsApi:
                             headers={"Cache-Control": "no-cache"})
 
 
+def _selection(kind: str, labels: str | None, fields: str | None) -> Selection:
+    """Both selectors, parsed as Kubernetes parses them; BadBody names the one that does not parse."""
+    try:
+        label_selector = parse_label_selector(labels or "")
+    except SelectorError as e:
+        raise BadBody([("labelSelector", str(e))]) from None
+    try:
+        field_selector = parse_field_selector(fields or "")
+        check_field_selector(field_selector, kind)
+    except SelectorError as e:
+        raise BadBody([("fieldSelector", str(e))]) from None
+    return Selection(kind, label_selector, field_selector)
+
+
 def _scale(gss: Obj) -> Obj:
     meta = gss["metadata"]
     return {"apiVersion": "autoscaling/v1", "kind": "Scale",
@@ -516,6 +542,20 @@ def _natural(name: str) -> tuple[str, int]:
 
 def _stamp(moment: datetime) -> str:
     return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def kube_log_reader(client: Any) -> LogReader:
+    """Kubernetes mode: the pod's log through the API server (pods/log)."""
+
+    async def read(pod: Obj, container: str, tail: int) -> str:
+        meta = pod["metadata"]
+        text = await client.request(
+            "GET", f"/api/v1/namespaces/{meta['namespace']}/pods/{meta['name']}/log",
+            params={"container": container, "tailLines": str(tail)}, accept="text/plain", what="pod log")
+        # The client decodes JSON answers; a log that happens to be one JSON value is still text here.
+        return text if isinstance(text, str) else json.dumps(text)
+
+    return read
 
 
 def local_log_reader(state_dir: Path) -> LogReader:
