@@ -190,8 +190,8 @@ def apply_objects(state: SqliteState, objects: list[LoadedObject]) -> list[str]:
 
 
 def _load_files(files: list[Path], state_dir: Path, images_opt: Path | None) -> list[LoadedObject]:
+    from gamekeeper import admission
     from gamekeeper.api.loading import InvalidObject, decode_yaml_bytes, load_documents
-    from gamekeeper.cli import admission
 
     problems: list[str] = []
     objects: list[LoadedObject] = []
@@ -803,8 +803,8 @@ def scale(
 
 
 def _patch_body(patch_text: str) -> dict[str, Any]:
+    from gamekeeper import admission
     from gamekeeper.api.loading import InvalidObject
-    from gamekeeper.cli import admission
 
     try:
         return admission.parse_patch(patch_text)

@@ -126,8 +126,8 @@ def admission_validator(kind: str, images: ImageMap | None = None) -> Validator:
     (cli/admission.py), so a patch can never write what apply would refuse. Status is the controllers'."""
 
     def validate(current: Obj, body: Obj) -> list[str]:
+        from gamekeeper import admission
         from gamekeeper.api.loading import InvalidObject
-        from gamekeeper.cli import admission
 
         try:
             admission.admit_patch(kind, current, body, images)

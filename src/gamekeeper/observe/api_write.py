@@ -9,8 +9,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from gamekeeper.api.loading import InvalidObject, validate_object
-from gamekeeper.store.sqlite import merge_patch
+from gamekeeper import admission
+from gamekeeper.api.loading import InvalidObject
 
 WRITABLE_META = ("labels", "annotations", "resourceVersion")
 
@@ -64,17 +64,12 @@ def split_patch(body: Any, where: str = "body") -> tuple[dict[str, Any], str | N
 
 
 def merged_checked(kind: str, current: Mapping[str, Any], patch: Mapping[str, Any]) -> dict[str, Any]:
-    """`current` with `patch` applied, validated as `gk apply` would; BadBody lists every problem."""
-    merged: dict[str, Any] = merge_patch(dict(current), dict(patch))
-    if kind in ("GameServer", "GameServerSet"):
-        check = {k: v for k, v in merged.items() if k != "status"}
-        check["metadata"] = {k: v for k, v in merged["metadata"].items()
-                             if k in ("name", "namespace", "labels", "annotations")}
-        try:
-            validate_object(check, "patch")
-        except InvalidObject as e:
-            raise BadBody([_cause(line.removeprefix("patch: ")) for line in e.problems]) from None
-    return merged
+    """`current` with `patch` applied, checked by the admission path `gk patch` uses (gamekeeper/admission.py);
+    BadBody lists every problem."""
+    try:
+        return admission.admit_patch(kind, dict(current), dict(patch), None)
+    except InvalidObject as e:
+        raise BadBody([_cause(line.removeprefix("patch: ")) for line in e.problems]) from None
 
 
 def _cause(line: str) -> tuple[str, str]:

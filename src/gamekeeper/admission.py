@@ -1,4 +1,5 @@
-"""One admission path for `gk apply` and `gk patch`: what one accepts, the other accepts, nothing more.
+"""One admission path for `gk apply`, `gk patch`/`label`/`annotate` and the ops API's writes: what one accepts,
+the others accept, nothing more.
 
 A patch is merged into the stored object and the result goes through the same checks as an applied document
 (schema, the API server's rules, images, reserved ids). Pods have no apply, but a patch to one is held to
