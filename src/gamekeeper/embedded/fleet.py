@@ -156,7 +156,7 @@ class EmbeddedController:
                 store, runtime, self.clock, resync_seconds=self.resync_seconds, pod_listeners=[kubelet.enqueue],
                 change_listeners=[observability.on_change] if observability else [],
                 observe_reconcile=observability.observe_reconcile if observability else None,
-                restarter=LocalRestarter(store),
+                restarter=LocalRestarter(store), commands=runtime,
             )
             tasks = [
                 asyncio.create_task(kubelet.run(), name="kubelet"),
