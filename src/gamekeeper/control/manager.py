@@ -15,7 +15,7 @@ from gamekeeper.control.prober import Prober
 from gamekeeper.control.queue import WorkQueue
 from gamekeeper.control.recovery import RecoveryController
 from gamekeeper.control.workload import WorkloadController
-from gamekeeper.ports.runtime import CommandRunner, ContainerRestarter, Runtime
+from gamekeeper.ports.runtime import ContainerRestarter, Runtime
 from gamekeeper.ports.store import Change, Store, spec_version
 
 log = logging.getLogger("gamekeeper.manager")
@@ -43,7 +43,6 @@ class ControllerManager:
         change_listeners: list[ChangeListener] | None = None,
         observe_reconcile: Callable[[str, float], None] | None = None,
         restarter: ContainerRestarter | None = None,
-        commands: CommandRunner | None = None,
     ) -> None:
         self.store = store
         self.clock = clock
@@ -58,7 +57,7 @@ class ControllerManager:
         self.workload_queue = WorkQueue("workload", self.workloads.reconcile, observe_reconcile, spacing=SET_SPACING)
         self.gs_queue = WorkQueue("gameserver", self.gameservers.reconcile, observe_reconcile)
         self.probe_queue = WorkQueue("prober", self.prober.sync_pod, observe_reconcile)
-        self.recovery = RecoveryController(store, runtime, clock, restarter, commands)
+        self.recovery = RecoveryController(store, runtime, clock, restarter)
         self.recovery_queue = WorkQueue("recovery", self.recovery.reconcile, observe_reconcile)
         self.recovery.requeue = self.recovery_queue.add
         self.recovery.requeue_after = self.recovery_queue.add_after

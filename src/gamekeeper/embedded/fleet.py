@@ -156,8 +156,9 @@ class EmbeddedController:
                 store, runtime, self.clock, resync_seconds=self.resync_seconds, pod_listeners=[kubelet.enqueue],
                 change_listeners=[observability.on_change] if observability else [],
                 observe_reconcile=observability.observe_reconcile if observability else None,
-                restarter=LocalRestarter(store), commands=runtime,
+                restarter=LocalRestarter(store),
             )
+            self.manager.recovery.commands = runtime  # recovery commands are not probes: see run_command
             tasks = [
                 asyncio.create_task(kubelet.run(), name="kubelet"),
                 asyncio.create_task(self.manager.run(), name="manager"),
