@@ -30,7 +30,7 @@ from gamekeeper.core.recovery import (
     step_timeout,
     tally,
 )
-from gamekeeper.ports.runtime import ContainerNotRunning, ContainerRestarter, Runtime
+from gamekeeper.ports.runtime import CommandRunner, ContainerNotRunning, ContainerRestarter, Runtime
 from gamekeeper.ports.store import Conflict, NotFound, Obj, Store, spec_version
 
 log = logging.getLogger("gamekeeper.recovery")
@@ -79,9 +79,12 @@ class RecoveryController:
         runtime: Runtime,
         clock: Callable[[], datetime],
         restarter: ContainerRestarter | None = None,
+        commands: CommandRunner | None = None,
     ) -> None:
         self.store = store
         self.runtime = runtime
+        # Recovery commands go through `commands` where the runtime has one (embedded: not swept as probes are).
+        self.commands = commands
         self.clock = clock
         self.restarter = restarter
         self.stats = RecoveryStats()
@@ -299,7 +302,8 @@ class RecoveryController:
         container = decision.container or pod["spec"]["containers"][0]["name"]
         if step.kind == "exec":
             try:
-                result = await self.runtime.exec(pod, container, list(step.command or []), step_timeout(step))
+                run = self.commands.run_command if self.commands is not None else self.runtime.exec
+                result = await run(pod, container, list(step.command or []), step_timeout(step))
             except ContainerNotRunning as err:
                 return False, str(err), None
             output = (result.stdout + result.stderr).decode(errors="replace").strip()

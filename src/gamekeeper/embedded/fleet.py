@@ -166,6 +166,7 @@ class EmbeddedController:
                 asyncio.create_task(kubelet.run(), name="kubelet"),
                 asyncio.create_task(self.manager.run(), name="manager"),
             ]
+            self.manager.recovery.commands = runtime  # recovery commands are not probes: see run_command
             if observability is not None and self.metrics_addr:
                 tasks.append(asyncio.create_task(observability.serve(self.metrics_addr, self.manager), name="http"))
             log.info("controller started (state %s, pid %d)", self.state_dir.resolve(), os.getpid())

@@ -28,6 +28,15 @@ class Runtime(Protocol):
         ...
 
 
+class CommandRunner(Protocol):
+    async def run_command(
+        self, pod: dict[str, Any], container: str, command: Sequence[str], timeout: float
+    ) -> ExecResult:
+        """Like `exec`, but what the command starts to outlive it (a recovery restarting a helper process in its
+        own session) is left running: unlike a probe's leftovers, that is the command's purpose."""
+        ...
+
+
 class ContainerRestarter(Protocol):
     async def restart_container(self, pod: dict[str, Any], container: str, token: str) -> str:
         """Restart one container of the pod in place (the pod, its other containers, address and host ports stay).

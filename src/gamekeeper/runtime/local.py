@@ -334,6 +334,13 @@ class LocalRuntime:
         cwd, env = self.exec_context(pod, container or None)
         return await run_with_timeout(command, cwd, env, timeout, leftovers=self.leftovers)
 
+    async def run_command(
+        self, pod: dict[str, Any], container: str, command: Sequence[str], timeout: float
+    ) -> ExecResult:
+        """CommandRunner: a recovery command; what it starts in its own session is not swept away as a probe's."""
+        cwd, env = self.exec_context(pod, container or None)
+        return await run_with_timeout(command, cwd, env, timeout)
+
 
 class LocalRestarter:
     """ContainerRestarter for embedded mode: the local kubelet restarts a container when its annotation changes."""
