@@ -22,7 +22,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("faults", "fault injection (tests/faults)")
     group.addoption("--fault-seed", type=int, default=None, help="seed of the random crash points (default: "
                     "$GK_FAULT_SEED, else random; printed in the header and in every failure)")
-    group.addoption("--fault-iterations", type=int, default=None, help="crash points per scenario (default: "
+    group.addoption("--fault-iterations", type=int, default=None, help="rounds per scenario (default: "
                     "$GK_FAULT_ITERATIONS, else the short run's)")
 
 
@@ -30,4 +30,4 @@ def pytest_report_header(config: pytest.Config) -> str:
     from tests.faults.settings import fault_settings
 
     settings = fault_settings(config)
-    return f"fault seed: {settings.seed} (--fault-seed), crash points per scenario: {settings.iterations}"
+    return f"fault seed: {settings.seed} (--fault-seed), rounds per scenario: {settings.iterations}"

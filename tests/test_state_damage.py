@@ -407,6 +407,34 @@ def test_wal_deleted_after_sigkill_servers_are_found_again_or_named(tmp_path: Pa
     assert "Traceback" not in fleet.log()
 
 
+def test_gk_down_stops_every_game_server_of_a_damaged_database_and_leaves_the_file(tmp_path: Path) -> None:
+    fleet = sleeper_fleet(tmp_path)
+    sd = fleet.state_dir
+    fleet.start()
+    try:
+        fleet.apply_yaml(gss(2))
+        wait_running(fleet, NAMES[:2])
+    finally:
+        fleet.kill_controller(signal.SIGKILL)
+    started = running_ids(fleet)
+    assert len(started) == 2
+    conn = sqlite3.connect(_db(sd))
+    conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    conn.close()
+    _overwrite(sd, (_root_page(sd, "objects") - 1) * PAGE, _random(PAGE))  # opens; any listing fails
+    damaged = _db(sd).read_bytes()
+    try:
+        down = gk(fleet, "down")
+        assert down.returncode == 0 and "Traceback" not in down.stdout + down.stderr, down.stdout + down.stderr
+        assert "state.db is damaged" in down.stderr and "left as it is" in down.stdout
+        assert not any(alive(cid) for cid in started.values()) and not (sd / "pods").exists()
+        assert _db(sd).read_bytes() == damaged
+    finally:
+        for cid in started.values():  # should down fail, the test leaves nothing running either
+            if alive(cid):
+                os.killpg(int(cid.removeprefix("local://").split("-")[0]), signal.SIGKILL)
+
+
 # --- the format stamp, without processes --------------------------------------------------------------------
 
 

@@ -529,13 +529,14 @@ def down(state_dir: StateDir = None) -> None:
         print("controller stopped")
     try:
         state = SqliteState(sd)
+        stopped = stop_game_servers(state)
     except (StateDamaged, sqlite3.DatabaseError) as e:
         # The processes are found from their pod directories; the damaged database is left as it is.
         count = stop_untracked_game_servers(sd)
-        err.print(Text(f"warning: {str(e).split('. ', 1)[0]}", style="yellow"))  # what is wrong, not the fixes
+        where = str(e).split(". ", 1)[0] if isinstance(e, StateDamaged) else f"{sd / 'state.db'} is damaged ({e})"
+        err.print(Text(f"warning: {where}", style="yellow"))  # what is wrong, not the fixes
         print(f"stopped the game servers of {count} pod director(ies); the state database was left as it is")
         return
-    stopped = stop_game_servers(state)
     for kind in ("ScaledObject", "Pod", "GameServer", "Workload", "GameServerSet"):
         for obj in state.list(kind):
             meta = obj["metadata"]
