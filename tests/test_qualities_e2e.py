@@ -137,7 +137,13 @@ def test_health_and_idle_end_none_after_a_short_stall_when_reapplied(fleet: Flee
     assert "'idle' and 'health' both write the GameServer's spec.opsState" in applied.stderr
     assert "'idle' and 'health'" in fleet.apply_yaml(_arena("plain", reapply=False), "plain.yaml").stderr
     servers = ("fixed-0", "plain-0")
-    fleet.wait_gs("both None", lambda gs: all(n in gs and ops(gs[n]) == "None" for n in servers), 60)
+    def settled(gs: dict[str, Any], n: str) -> bool:
+        conds = {c["name"]: c for c in (gs.get(n) or {}).get("status", {}).get("serviceQualitiesConditions") or []}
+        return (ops(gs[n]) == "None" and conds.get("idle", {}).get("result") == "active"
+                and conds.get("health", {}).get("status") == "True")
+
+    # Both qualities must have reported before the stall: None is also what a server starts with.
+    fleet.wait_gs("both None after first results", lambda gs: all(n in gs and settled(gs, n) for n in servers), 60)
 
     for name in servers:
         (_workdir(fleet, name) / "stalled").write_text("")
