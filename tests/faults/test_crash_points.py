@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import signal
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -31,7 +30,6 @@ from tests.faults.harness import (
     ordinal,
     pods_of,
     settle,
-    use_fault_images,
     wait_until,
 )
 from tests.faults.settings import SHORT_ITERATIONS, FaultConfig, fault_settings
@@ -40,19 +38,6 @@ from tests.fleet import Fleet
 pytestmark = [pytest.mark.faults, pytest.mark.slow]
 
 OPS = ["WaitToBeDeleted", "None", "Allocated", "Maintaining"]
-
-
-@pytest.fixture
-def state(fleet: Fleet) -> Iterator[SqliteState]:
-    use_fault_images(fleet)
-    # The database is made before the controller starts: a controller opening a brand-new state.db while another
-    # process does once died with "database is locked" on `PRAGMA journal_mode=WAL` (store/sqlite.py; reported).
-    s = SqliteState(fleet.state_dir)
-    fleet.start()
-    try:
-        yield s
-    finally:
-        s.close()
 
 
 def apply(fleet: Fleet, doc: dict[str, Any]) -> None:

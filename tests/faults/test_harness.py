@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import subprocess
-from collections.abc import Iterator
 
 import pytest
 
@@ -18,7 +17,6 @@ from tests.faults.harness import (
     kill_pid,
     settle,
     settled_problems,
-    use_fault_images,
 )
 from tests.fleet import Fleet, wait_for
 
@@ -44,19 +42,6 @@ def test_expected_survivors_follow_the_scale_in_order() -> None:
     assert expected_survivors(pods, 4) == {"a-0", "a-3", "a-4", "a-6"}
     assert expected_survivors(pods, 5) == {"a-0", "a-3", "a-4", "a-6", "a-2"}
     assert expected_survivors(pods, 0) == set()
-
-
-@pytest.fixture
-def state(fleet: Fleet) -> Iterator[SqliteState]:
-    use_fault_images(fleet)
-    # The database is made before the controller starts: a controller opening a brand-new state.db while another
-    # process does once died with "database is locked" on `PRAGMA journal_mode=WAL` (store/sqlite.py; reported).
-    s = SqliteState(fleet.state_dir)
-    fleet.start()
-    try:
-        yield s
-    finally:
-        s.close()
 
 
 @pytest.mark.slow

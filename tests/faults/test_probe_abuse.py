@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +22,6 @@ from tests.faults.harness import (
     gss_doc,
     rss_kib,
     settle,
-    use_fault_images,
     wait_until,
     zombies_of,
 )
@@ -33,19 +31,6 @@ from tests.fleet import Fleet
 pytestmark = [pytest.mark.faults, pytest.mark.slow]
 
 MIB = 1024 * 1024
-
-
-@pytest.fixture
-def state(fleet: Fleet) -> Iterator[SqliteState]:
-    use_fault_images(fleet)
-    # The database is made before the controller starts: a controller opening a brand-new state.db while another
-    # process does once died with "database is locked" on `PRAGMA journal_mode=WAL` (store/sqlite.py; reported).
-    s = SqliteState(fleet.state_dir)
-    fleet.start()
-    try:
-        yield s
-    finally:
-        s.close()
 
 
 def controller_pid(fleet: Fleet) -> int:

@@ -7,10 +7,11 @@ import logging
 from collections.abc import Callable
 from datetime import datetime
 
-from gamekeeper.api.models import GS_DELETING_KEY, REAPPLY_QUALITIES_KEY, GameServerSetSpec
+from gamekeeper.api.models import GS_DELETING_KEY, REAPPLY_QUALITIES_KEY
+from gamekeeper.control.specs import SpecCache
 from gamekeeper.core.gameserver import gs_to_pod, gss_name_for, new_game_server, pod_to_gs
 from gamekeeper.core.update import synced_container_images
-from gamekeeper.ports.store import AlreadyExists, NotFound, Obj, Store, spec_version
+from gamekeeper.ports.store import AlreadyExists, NotFound, Store
 
 log = logging.getLogger("gamekeeper.gameserver")
 
@@ -19,18 +20,7 @@ class GameServerController:
     def __init__(self, store: Store, clock: Callable[[], datetime]) -> None:
         self.store = store
         self.clock = clock
-        self._spec_cache: dict[tuple[str, str], tuple[tuple[str, object], GameServerSetSpec]] = {}
-
-    def _gss_spec(self, gss: Obj) -> GameServerSetSpec:
-        # By spec version, not resourceVersion: validating the whole spec again after each status update of the
-        # set is wasted work.
-        key, version = (gss["metadata"]["namespace"], gss["metadata"]["name"]), spec_version(gss)
-        cached = self._spec_cache.get(key)
-        if cached is not None and cached[0] == version:
-            return cached[1]
-        spec = GameServerSetSpec.model_validate(gss["spec"])
-        self._spec_cache[key] = (version, spec)
-        return spec
+        self._specs = SpecCache()
 
     async def reconcile(self, namespace: str, name: str) -> None:
         pod = await self.store.get("Pod", namespace, name)
@@ -67,7 +57,7 @@ class GameServerController:
         for event in sync.events:
             await self.store.record_event(gs, event.type, event.reason, event.message)
 
-        spec = self._gss_spec(gss)
+        spec = self._specs.get(gss)
         reapply = (gss["metadata"].get("annotations") or {}).get(REAPPLY_QUALITIES_KEY) == "true"
         result = pod_to_gs(
             gs, pod, spec.service_qualities or [], gss["spec"]["gameServerTemplate"].get("metadata"), now,

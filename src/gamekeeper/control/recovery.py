@@ -17,8 +17,9 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
-from gamekeeper.api.models import API_VERSION, OWNER_GSS_KEY, GameServerSetSpec
+from gamekeeper.api.models import API_VERSION, OWNER_GSS_KEY
 from gamekeeper.api.times import format_time, parse_time
+from gamekeeper.control.specs import SpecCache
 from gamekeeper.core.recovery import (
     Budget,
     Decision,
@@ -31,7 +32,7 @@ from gamekeeper.core.recovery import (
     tally,
 )
 from gamekeeper.ports.runtime import CommandRunner, ContainerNotRunning, ContainerRestarter, Runtime
-from gamekeeper.ports.store import Conflict, NotFound, Obj, Store, spec_version
+from gamekeeper.ports.store import Conflict, NotFound, Obj, Store
 
 log = logging.getLogger("gamekeeper.recovery")
 
@@ -91,7 +92,7 @@ class RecoveryController:
         self.requeue: Callable[[str, str], None] = lambda ns, name: None
         self.requeue_after: Callable[[float, str, str], None] = lambda delay, ns, name: None
         self._acting: dict[tuple[str, str], asyncio.Task[None]] = {}
-        self._spec_cache: dict[tuple[str, str], tuple[tuple[str, object], GameServerSetSpec]] = {}
+        self._specs = SpecCache()
         # Set-wide warnings already raised, by set and budget, until a recovery starts there again.
         self._warned: dict[tuple[str, str], str] = {}
         # (loop time, budget counts, servers in flight) per set: see _budget.
@@ -101,15 +102,6 @@ class RecoveryController:
         for task in list(self._acting.values()):
             task.cancel()
 
-    def _spec(self, gss: Obj) -> GameServerSetSpec:
-        key, version = (gss["metadata"]["namespace"], gss["metadata"]["name"]), spec_version(gss)
-        cached = self._spec_cache.get(key)
-        if cached is not None and cached[0] == version:
-            return cached[1]
-        spec = GameServerSetSpec.model_validate(gss["spec"])
-        self._spec_cache[key] = (version, spec)
-        return spec
-
     async def reconcile(self, namespace: str, name: str) -> None:
         gs = await self.store.get("GameServer", namespace, name)
         if gs is None or gs["metadata"].get("deletionTimestamp"):
@@ -118,7 +110,7 @@ class RecoveryController:
         gss = await self.store.get("GameServerSet", namespace, set_name) if set_name else None
         if gss is None or set_name is None:
             return
-        spec = self._spec(gss)
+        spec = self._specs.get(gss)
         qualities = spec.service_qualities or []
         status = gs.get("status") or {}
         record = status.get("recovery")

@@ -33,19 +33,20 @@ class FoundContainer:
         return f"{self.namespace}/{self.pod} (container {self.container}, pid {self.pid})"
 
 
-def _stat(pid: int) -> tuple[bytes, int, int] | None:
+def proc_stat(pid: int) -> tuple[bytes, int, int] | None:
     """(state, session id, start time) of a process, or None."""
     try:
         with open(f"/proc/{pid}/stat", "rb") as f:
             data = f.read()
     except OSError:
         return None
+    # The command name may contain spaces and parentheses: split after the last ')'.
     fields = data[data.rindex(b")") + 2 :].split()
     return fields[0], int(fields[3]), int(fields[19])
 
 
 def still_running(found: FoundContainer) -> bool:
-    stat = _stat(found.pid)
+    stat = proc_stat(found.pid)
     return stat is not None and stat[0] != b"Z" and stat[2] == found.start
 
 
@@ -69,7 +70,7 @@ def find_supervisors(state_dir: Path) -> dict[tuple[str, str, str], FoundContain
         parts = cwd[len(prefix) :].split(os.sep)
         if len(parts) < 3:
             continue
-        stat = _stat(pid)
+        stat = proc_stat(pid)
         if stat is None or stat[0] == b"Z" or stat[1] != pid:
             continue  # a game process or a helper, not the supervisor (which leads its session)
         try:

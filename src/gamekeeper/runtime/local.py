@@ -53,7 +53,14 @@ from gamekeeper.control.queue import Slices
 from gamekeeper.core.network import pod_ip
 from gamekeeper.ports.runtime import ContainerNotRunning, ExecResult
 from gamekeeper.ports.store import Conflict, NotFound, Obj, Store
-from gamekeeper.runtime.adoption import FoundContainer, find_supervisors, still_running, untracked, untracked_message
+from gamekeeper.runtime.adoption import (
+    FoundContainer,
+    find_supervisors,
+    proc_stat,
+    still_running,
+    untracked,
+    untracked_message,
+)
 from gamekeeper.runtime.images import ImageMap, UnknownImage
 from gamekeeper.runtime.network import RETRY_SECONDS, PodNetwork
 from gamekeeper.runtime.spawn import PROBE_MARK, Leftovers, ProbeSpawner, default_spawner
@@ -93,16 +100,8 @@ _DIE_WITH_SUPERVISOR = ["setpriv", "--pdeathsig", "KILL", "--"] if shutil.which(
 
 def process_start_time(pid: int) -> int | None:
     """Kernel start time (clock ticks after boot) of a live process, or None."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            data = f.read()
-    except OSError:
-        return None
-    # The command name may contain spaces and parentheses: split after the last ')'.
-    fields = data[data.rindex(b")") + 2 :].split()
-    if fields[0] == b"Z":
-        return None
-    return int(fields[19])
+    stat = proc_stat(pid)
+    return None if stat is None or stat[0] == b"Z" else stat[2]
 
 
 def container_id(pid: int, start: int) -> str:

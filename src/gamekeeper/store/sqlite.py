@@ -102,6 +102,23 @@ def _unsound(obj: Any) -> str:
     return "its body lacks kind, metadata.name or metadata.namespace"
 
 
+def _use_wal(db: sqlite3.Connection, wait: float = 30.0) -> None:
+    """Switch a new database to WAL. The switch takes an exclusive lock and SQLite answers "database is locked" at
+    once, without the busy handler, when another process opens the same new file at that moment (a controller
+    starting beside `gk apply`): retried here. An existing database is WAL already, and reading the mode locks
+    nothing."""
+    deadline = time.monotonic() + wait
+    while True:
+        try:
+            if str(db.execute("PRAGMA journal_mode").fetchone()[0]).lower() != "wal":
+                db.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as e:
+            if "locked" not in str(e) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.02)
+
+
 class SqliteState:
     """Synchronous access to one state directory (used by the CLI directly, and by SqliteStore).
 
@@ -133,7 +150,7 @@ class SqliteState:
             unstamped = integrity.check_header(self.db, self.path, new)
             if check:
                 integrity.quick_check(self.db, self.path)
-            self.db.execute("PRAGMA journal_mode=WAL")
+            _use_wal(self.db)
             self.db.execute("PRAGMA synchronous=NORMAL")
             old_index = self.db.execute("SELECT sql FROM sqlite_master WHERE name = 'objects_owner'").fetchone()
             if old_index is not None and "json_valid" not in old_index[0]:
