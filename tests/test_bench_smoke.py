@@ -17,6 +17,7 @@ PROGRAMS = {
     "writes": ["writes/round, nothing changed", "writes for one change"],
     "scale_in": ["to delete", "reference ms"],
     "cli_startup": ["gk --help", "gk get gs", "median wall s", "vs floor"],
+    "kube_scale": ["game servers", "steady req/min", "req/change", "label p50 s"],
 }
 
 
