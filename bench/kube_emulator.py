@@ -31,6 +31,8 @@ from gamekeeper.kube.resources import BY_KIND, Resource
 Obj = dict[str, Any]
 Key = tuple[str, str]  # (namespace, name)
 WriteHook = Callable[[str, str, Obj], None]  # (verb, plural, the object as stored)
+ExecAnswer = Callable[[str, str, str, list[str]], tuple[int, bytes]]  # (namespace, pod, container, argv)
+EXEC_PROTOCOL = "v4.channel.k8s.io"
 SERVED = ("GameServerSet", "GameServer", "Workload", "Pod", "ControllerRevision", "Event", "Lease")
 
 
@@ -106,6 +108,8 @@ class Emulator:
         # (method, plural, subresource or "") -> count; watch streams are counted as ("WATCH", plural, "").
         self.requests: collections.Counter[tuple[str, str, str]] = collections.Counter()
         self.on_write: list[WriteHook] = []
+        # pods/exec (the operator's exec probe path): the answer comes from this callable, at once.
+        self.exec_answer: ExecAnswer = lambda namespace, pod, container, argv: (0, b"")
         self.last_write = time.monotonic()
         self._runner: web.AppRunner | None = None
         self.url = ""
@@ -213,6 +217,9 @@ class Emulator:
             if discovery:
                 return self._discovery(request.path)
             assert res is not None
+            if res.plural == "pods" and sub == "exec" and name is not None:
+                self.requests[("EXEC", "pods", "")] += 1
+                return await self._exec(request, namespace or "", name)
             if request.method == "GET" and name is None and request.query.get("watch") in ("true", "1"):
                 self.requests[("WATCH", res.plural, "")] += 1
                 return await self._watch(request, res, namespace)
@@ -221,7 +228,7 @@ class Emulator:
                 if name is None:
                     return self._list(request, res, namespace)
                 return web.json_response(self._get(res, namespace, name))
-            body = await request.json() if request.can_read_body else None
+            body: Obj = await request.json() if request.can_read_body else {}
             if request.method == "POST" and name is None:
                 return web.json_response(self._create(res, namespace, body), status=201)
             if name is None:
@@ -233,10 +240,27 @@ class Emulator:
             if request.method == "PUT":
                 return web.json_response(self._replace(res, namespace, name, sub, body))
             if request.method == "DELETE":
-                return web.json_response(self._delete(res, namespace, name, body or {}))
+                return web.json_response(self._delete(res, namespace, name, body))
             raise Failure(405, "MethodNotAllowed", request.method)
         except Failure as failure:
             return failure.response()
+
+    async def _exec(self, request: web.Request, namespace: str, name: str) -> web.StreamResponse:
+        """The v4 channel protocol: stdout on channel 1, the Status on channel 3, then close."""
+        if (namespace, name) not in self.objects["pods"]:
+            raise Failure(404, "NotFound", f'pods "{name}" not found')
+        ws = web.WebSocketResponse(protocols=(EXEC_PROTOCOL,))
+        await ws.prepare(request)
+        code, out = self.exec_answer(namespace, name, request.query.get("container", ""),
+                                     request.query.getall("command", []))
+        if out:
+            await ws.send_bytes(b"\x01" + out)
+        status: Obj = {"status": "Success"} if code == 0 else {
+            "status": "Failure", "reason": "NonZeroExitCode",
+            "details": {"causes": [{"reason": "ExitCode", "message": str(code)}]}}
+        await ws.send_bytes(b"\x03" + json.dumps(status).encode())
+        await ws.close()
+        return ws
 
     def _discovery(self, path: str) -> web.Response:
         parts = [p for p in path.split("/") if p]

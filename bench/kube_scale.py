@@ -95,10 +95,12 @@ def running_status(pod: Obj, message: str) -> dict[str, Any]:
 
 
 class Kubelet:
-    """Marks a created pod running (and probed `idle`) a moment after it is created, as a separate write."""
+    """Marks a created pod running a moment after it is created, as a separate write; on the kruise path with the
+    probe's condition `idle` as well (kruise-daemon's first probe)."""
 
-    def __init__(self, emulator: Emulator) -> None:
+    def __init__(self, emulator: Emulator, condition: bool) -> None:
         self.emulator = emulator
+        self.condition = condition
         emulator.on_write.append(self.on_write)
 
     def on_write(self, verb: str, plural: str, obj: Obj) -> None:
@@ -113,14 +115,16 @@ class Kubelet:
         new = copy.deepcopy(pod)
         new["spec"]["nodeName"] = "node-1"
         new["status"] = running_status(new, "idle")
+        if not self.condition:
+            new["status"]["conditions"] = new["status"]["conditions"][:1]
         self.emulator.put("KUBELET", self.emulator.resources[("", "v1", "pods")], new, "MODIFIED")
 
 
 class Operator:
     """`gk operator` in its own process."""
 
-    def __init__(self, kubeconfig: Path, resync: float, log: Path) -> None:
-        self.kubeconfig, self.resync, self.log = kubeconfig, resync, log
+    def __init__(self, kubeconfig: Path, resync: float, log: Path, probe: str) -> None:
+        self.kubeconfig, self.resync, self.log, self.probe = kubeconfig, resync, log, probe
         self.health = free_port()
         self.proc: asyncio.subprocess.Process | None = None
         self.started = 0.0
@@ -130,7 +134,7 @@ class Operator:
         with open(self.log, "ab") as log:
             self.proc = await asyncio.create_subprocess_exec(
                 str(GK), "operator", "--kubeconfig", str(self.kubeconfig), "-n", NAMESPACE, "--no-leader-elect",
-                "--probe", "kruise", "--external-scaler-addr", "", "--resync", str(self.resync),
+                "--probe", self.probe, "--external-scaler-addr", "", "--resync", str(self.resync),
                 "--health-port", str(self.health), "--health-host", "127.0.0.1", "--log-level", "warning",
                 stdout=log, stderr=log, cwd=ROOT)
 
@@ -154,6 +158,25 @@ class Operator:
     def rss(self) -> int:
         assert self.proc is not None
         return rss_of(self.proc.pid)
+
+    def cpu(self) -> float:
+        """User + system CPU seconds of the operator so far."""
+        assert self.proc is not None
+        with open(f"/proc/{self.proc.pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+    async def idle(self, timeout: float, window: float = 1.0, busy: float = 0.05) -> float:
+        """Seconds from the start until the operator's CPU falls below `busy` of a core over `window` (the
+        reconciles after the first listing are done: they write nothing when the fleet agrees, so only the
+        CPU shows them)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            before, at = self.cpu(), time.monotonic()
+            await asyncio.sleep(window)
+            if self.cpu() - before < busy * window:
+                return at - self.started
+        raise RuntimeError(f"gk operator still busy after {timeout:.0f} s")
 
     async def stop(self) -> None:
         if self.proc is not None and self.proc.returncode is None:
@@ -210,38 +233,57 @@ def delta(after: collections.Counter[tuple[str, str, str]], before: collections.
     return {f"{verb} {plural}{'/' + sub if sub else ''}": n for (verb, plural, sub), n in sorted(diff.items())}
 
 
-async def run_size(size: int, args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
-    emulator = Emulator(kruise=True)
+def without_exec(requests: dict[str, int]) -> int:
+    return sum(n for k, n in requests.items() if not k.startswith("EXEC"))
+
+
+async def wait_built(emulator: Emulator, count: int, timeout: float, log: Path) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        built = [g for g in emulator.objects["gameservers"].values()
+                 if g["spec"].get("opsState") == "WaitToBeDeleted"]
+        if len(built) == count:
+            return
+        await asyncio.sleep(0.1)
+    raise RuntimeError(f"the build operator did not make {count} WaitToBeDeleted servers in {timeout:.0f} s; "
+                       f"see {log}")
+
+
+async def run_size(size: int, path: str, args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
+    emulator = Emulator(kruise=path == "kruise")
+    modes: dict[str, bytes] = {}  # the exec path's probe output per pod (`cat mode`); idle unless flipped
+    emulator.exec_answer = lambda namespace, pod, container, argv: (0, modes.get(pod, b"idle"))
     url = await emulator.start()
-    Kubelet(emulator)
+    Kubelet(emulator, condition=path == "kruise")
     kubeconfig = write_kubeconfig(workdir, url)
-    log = workdir / f"operator-{size}.log"
-    result: dict[str, Any] = {"size": size}
+    log = workdir / f"operator-{size}-{path}.log"
+    result: dict[str, Any] = {"size": size, "path": path}
     try:
         doc = yaml.safe_load(gss_yaml(SET, BUILD, "bench/sleep", ["cat", "mode"], args.period))
         doc["metadata"]["namespace"] = NAMESPACE
         emulator.seed("GameServerSet", doc)
-        builder = Operator(kubeconfig, args.resync, log)
+        builder = Operator(kubeconfig, args.resync, log, path)
         await builder.start()
         await builder.ready(120)
+        await wait_built(emulator, BUILD, 120, log)
         await quiet(emulator, 3.0, 120)
         base_rss = builder.rss()
         await builder.stop()
-        built = [g for g in emulator.objects["gameservers"].values() if g["spec"].get("opsState") == "WaitToBeDeleted"]
-        if len(built) != BUILD:
-            raise RuntimeError(f"the build operator made {len(built)} WaitToBeDeleted servers, not {BUILD}; see {log}")
         grow(emulator, size)
 
         # 2. first full sync
         before = counted(emulator)
-        operator = Operator(kubeconfig, args.resync, log)
+        operator = Operator(kubeconfig, args.resync, log, path)
         await operator.start()
         result["ready_s"] = await operator.ready(args.timeout)
+        # The exec path probes all the time (that is its nature), so its CPU never falls idle.
+        result["busy_s"] = await operator.idle(args.timeout) if path == "kruise" else float("nan")
+        result["sync_cpu_s"] = operator.cpu()
         last = await quiet(emulator, 3.0, args.timeout)
         result["settled_s"] = max(last - operator.started, result["ready_s"])
         sync = delta(counted(emulator), before)
         result["sync_requests"] = sync
-        result["sync_writes"] = sum(n for k, n in sync.items() if not k.startswith(("GET", "WATCH")))
+        result["sync_writes"] = sum(n for k, n in sync.items() if not k.startswith(("GET", "WATCH", "EXEC")))
         result["rss"] = operator.rss()
         result["base_rss"] = base_rss
         result["kb_per_gs"] = (result["rss"] - base_rss) / (size - BUILD) / 1024
@@ -251,7 +293,8 @@ async def run_size(size: int, args: argparse.Namespace, workdir: Path) -> dict[s
         await asyncio.sleep(args.window)
         steady = delta(counted(emulator), before)
         result["steady_requests"] = steady
-        result["steady_per_minute"] = sum(steady.values()) * 60 / args.window
+        result["steady_per_minute"] = without_exec(steady) * 60 / args.window
+        result["exec_per_minute"] = steady.get("EXEC pods", 0) * 60 / args.window
 
         # 4. changes
         pods_res = emulator.resources[("", "v1", "pods")]
@@ -269,10 +312,13 @@ async def run_size(size: int, args: argparse.Namespace, workdir: Path) -> dict[s
         names = [f"{SET}-{i}" for i in range(BUILD, BUILD + flips)]
         before = counted(emulator)
         for name in names:
-            pod = copy.deepcopy(emulator.objects["pods"][(NAMESPACE, name)])
-            pod["status"] = running_status(pod, "active")
             flipped[name] = time.monotonic()
-            emulator.put("KRUISE", pods_res, pod, "MODIFIED")
+            if path == "exec":
+                modes[name] = b"active"  # seen at the pod's next probe
+            else:
+                pod = copy.deepcopy(emulator.objects["pods"][(NAMESPACE, name)])
+                pod["status"] = running_status(pod, "active")
+                emulator.put("KRUISE", pods_res, pod, "MODIFIED")
             await asyncio.sleep(args.spacing)
         deadline = time.monotonic() + args.timeout
         while len(seen) < len(names) and time.monotonic() < deadline:
@@ -281,10 +327,9 @@ async def run_size(size: int, args: argparse.Namespace, workdir: Path) -> dict[s
         changes = delta(counted(emulator), before)
         latencies = [seen[n] - flipped[n] for n in names if n in seen]
         result.update(flips=flips, seen=len(latencies), change_requests=changes,
-                      requests_per_change=sum(changes.values()) / flips if flips else float("nan"),
+                      requests_per_change=without_exec(changes) / flips if flips else float("nan"),
                       latency_p50=median(latencies), latency_p99=percentile(latencies, 99),
                       latency_max=max(latencies) if latencies else float("nan"))
-        result["watch_restarts"] = sum(n for (verb, _, _), n in emulator.requests.items() if verb == "WATCH") - 6
         await operator.stop()
     finally:
         await emulator.stop()
@@ -294,7 +339,8 @@ async def run_size(size: int, args: argparse.Namespace, workdir: Path) -> dict[s
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes", default="1000,10000", help="game servers per run (default 1000,10000)")
-    parser.add_argument("--period", type=int, default=10, help="the probe's periodSeconds (kruise's; default 10)")
+    parser.add_argument("--paths", default="kruise,exec", help="probe paths (default kruise,exec)")
+    parser.add_argument("--period", type=int, default=10, help="the probe's periodSeconds (default 10)")
     parser.add_argument("--window", type=float, default=60.0, help="steady window in seconds (default 60)")
     parser.add_argument("--resync", type=float, default=30.0, help="the operator's --resync (default 30)")
     parser.add_argument("--flips", type=int, default=100, help="probe results changed (default 100)")
@@ -304,40 +350,47 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path)
     args = parser.parse_args(argv)
     if args.quick:
-        args.sizes, args.window, args.resync, args.flips, args.spacing = "100", 4.0, 2.0, 10, 0.05
+        args.sizes, args.window, args.resync, args.flips, args.spacing, args.period = "100", 4.0, 2.0, 10, 0.05, 2
     sizes = [int(s) for s in args.sizes.split(",") if s]
+    paths = [p for p in args.paths.split(",") if p]
     if any(s <= BUILD for s in sizes):
         parser.error(f"--sizes: each size must be above {BUILD} (the built part of the fleet)")
+    if any(p not in ("kruise", "exec") for p in paths):
+        parser.error("--paths: kruise and/or exec")
     table = Table(
         "kube_scale",
-        f"Kubernetes mode: gk operator (PodProbeMarker path) against an emulated API; steady window {args.window:g} s "
-        f"with --resync {args.resync:g}",
-        ["game servers", "ready s", "settled s", "sync writes", "RSS MiB", "KB/GS", "steady req/min",
-         "req/change", "changes seen", "label p50 s", "p99 s", "max s"],
+        f"Kubernetes mode: gk operator against an emulated API (probe period {args.period} s; steady window "
+        f"{args.window:g} s with --resync {args.resync:g})",
+        ["game servers", "probe path", "ready s", "busy s", "sync writes", "RSS MiB", "KB/GS", "steady req/min",
+         "exec/min", "req/change", "changes seen", "label p50 s", "p99 s", "max s"],
         params=vars(args) | {"out": str(args.out) if args.out else None},
     )
     with tempfile.TemporaryDirectory(prefix="gk-kube-scale-") as tmp:
         for size in sizes:
-            r = asyncio.run(run_size(size, args, Path(tmp)))
-            table.add(size, r["ready_s"], r["settled_s"], r["sync_writes"], r["rss"] / 2**20, r["kb_per_gs"],
-                      r["steady_per_minute"], r["requests_per_change"], f"{r['seen']}/{r['flips']}",
-                      r["latency_p50"], r["latency_p99"], r["latency_max"])
-            table.params.setdefault("raw", []).append(r)
-            print(f"  {size}: sync {r['sync_requests']}; steady {r['steady_requests']}; "
-                  f"changes {r['change_requests']}", flush=True)
+            for path in paths:
+                r = asyncio.run(run_size(size, path, args, Path(tmp)))
+                table.add(size, path, r["ready_s"], r["busy_s"], r["sync_writes"], r["rss"] / 2**20, r["kb_per_gs"],
+                          r["steady_per_minute"], r["exec_per_minute"], r["requests_per_change"],
+                          f"{r['seen']}/{r['flips']}", r["latency_p50"], r["latency_p99"], r["latency_max"])
+                table.params.setdefault("raw", []).append(r)
+                print(f"  {size} {path}: sync {r['sync_requests']}; steady {r['steady_requests']}; "
+                      f"changes {r['change_requests']}", flush=True)
     table.notes += [
-        "ready: operator process start -> /readyz 200 (every cache listed); settled: -> no API write for 3 s "
-        "(a later write means the operator disagreed with what it found); sync writes: its writes until then",
+        "ready: operator process start -> /readyz 200 (every cache listed); busy: -> its CPU below 5 % of a core "
+        "over 1 s (the reconciles of the listed fleet done; not for exec, which probes all the time); "
+        "sync writes: its API writes until 3 s without one (0: it agreed with the fleet it found)",
         f"KB/GS: (operator RSS at N - the RSS of an operator that built {BUILD} servers) / (N - {BUILD}), both "
         "settled, no heap trim (a separate process)",
-        "steady req/min: every API request in the window (watches re-opened included) scaled to a minute",
-        "req/change: API requests from the first probe-result change until 3 s without a write, per change; "
-        "label: condition written in the API -> pod patch with gs-opsState None arriving at the API",
+        "steady req/min: API requests in the window but pods/exec (watches re-opened included), per minute; "
+        "exec/min: the exec path's probes (one pods/exec each)",
+        "req/change: API requests but pods/exec, from the first probe-result change until 3 s without a write, "
+        "per change; label: probe result changed in the API (kruise: the pod condition written; exec: the "
+        "answer changed, so it includes the wait for the next probe) -> pod patch with gs-opsState None "
+        "arriving at the API",
     ]
     table.emit(args.out)
     return 0
 
 
 if __name__ == "__main__":
-    os.environ.setdefault("PYTHONUNBUFFERED", "1")
     sys.exit(main())
