@@ -52,6 +52,21 @@ def merge_patch(target: Any, patch: Any) -> Any:
     return result
 
 
+def fields_v1(value: Any) -> Any:
+    """The shape of the fields in `value` as managedFields' FieldsV1 records them (lists of named items by key)."""
+    if isinstance(value, dict):
+        return {f"f:{k}": fields_v1(v) for k, v in value.items()
+                if k not in ("resourceVersion", "uid", "creationTimestamp", "generation", "managedFields")}
+    if isinstance(value, list) and value and all(isinstance(v, dict) for v in value):
+        out: dict[str, Any] = {}
+        for item in value:
+            key = next((k for k in ("name", "type", "uid") if k in item), None)
+            label = f'k:{{"{key}":{json.dumps(item[key])}}}' if key else f"v:{json.dumps(item, sort_keys=True)}"
+            out[label] = {".": {}, **fields_v1(item)}
+        return out
+    return {}
+
+
 def selector_matches(selector: str | None, labels: dict[str, str]) -> bool:
     """Equality (`k=v`, `k==v`, `k!=v`) and existence (`k`, `!k`) terms; set-based ones are not needed here."""
     if not selector:
@@ -94,7 +109,10 @@ class Watcher:
 
 
 class Emulator:
-    def __init__(self, kruise: bool = False, history: int = 200_000) -> None:
+    def __init__(self, kruise: bool = False, history: int = 200_000, managed_fields: bool = True) -> None:
+        # As a real API server, record who wrote which fields (metadata.managedFields): a real object carries
+        # them, and they are often a third of its size or more.
+        self.managed_fields = managed_fields
         kinds = [*SERVED, *(["PodProbeMarker"] if kruise else [])]
         self.resources: dict[tuple[str, str, str], Resource] = {}
         for kind in kinds:
@@ -149,10 +167,17 @@ class Emulator:
                     watcher.selector, labels):
                 watcher.queue.put_nowait(line)
 
-    def put(self, verb: str, res: Resource, obj: Obj, event: str) -> Obj:
-        """Store one object at the next resourceVersion and tell the watchers (also used by the bench)."""
+    def put(self, verb: str, res: Resource, obj: Obj, event: str, written: Obj | None = None,
+            subresource: str = "") -> Obj:
+        """Store one object at the next resourceVersion and tell the watchers (also used by the bench).
+
+        `written`: what the writer sent (a patch, or the whole object when None), for managedFields; the
+        writer is named by `verb` unless it is a request (the operator's, "gamekeeper")."""
         self.rv += 1
         meta = obj["metadata"]
+        if self.managed_fields and verb != "COPY":  # COPY: the bench's copies keep the original's entries
+            manager = "gamekeeper" if verb in ("POST", "PATCH", "PUT") else verb.lower()
+            self._manage(meta, manager, res, fields_v1(written if written is not None else obj), subresource)
         meta["resourceVersion"] = str(self.rv)
         self.objects[res.plural][(meta.get("namespace") or "", meta["name"])] = obj
         self._publish(event, res.plural, obj)
@@ -160,6 +185,18 @@ class Emulator:
         for hook in self.on_write:
             hook(verb, res.plural, obj)
         return obj
+
+    def _manage(self, meta: Obj, manager: str, res: Resource, fields: Any, subresource: str) -> None:
+        entries = [dict(e) for e in meta.get("managedFields") or []]
+        entry = next((e for e in entries if e["manager"] == manager and e.get("subresource", "") == subresource),
+                     None)
+        if entry is None:
+            entry = {"manager": manager, "operation": "Update", "apiVersion": res.api_version, "fieldsType": "FieldsV1",
+                     "fieldsV1": {}, **({"subresource": subresource} if subresource else {})}
+            entries.append(entry)
+        entry["time"] = now_text()
+        entry["fieldsV1"] = merge_patch(entry["fieldsV1"], fields)
+        meta["managedFields"] = entries
 
     def seed(self, kind: str, obj: Obj) -> Obj:
         """Create an object directly (no request counted): how the bench builds a fleet quickly."""
@@ -340,9 +377,9 @@ class Emulator:
             raise Failure(409, "Conflict", "the object has been modified; please apply your changes to the latest "
                                            "version and try again")
 
-    def _write(self, verb: str, res: Resource, current: Obj, new: Obj, sub: str | None) -> Obj:
+    def _write(self, verb: str, res: Resource, current: Obj, new: Obj, sub: str | None, written: Obj) -> Obj:
         new["metadata"] = {**new.get("metadata", {}), "resourceVersion": current["metadata"]["resourceVersion"]}
-        for fixed in ("uid", "creationTimestamp", "name", "namespace"):
+        for fixed in ("uid", "creationTimestamp", "name", "namespace", "managedFields"):
             if fixed in current["metadata"]:
                 new["metadata"][fixed] = current["metadata"][fixed]
         if sub == "status":
@@ -355,19 +392,19 @@ class Emulator:
             new["metadata"]["generation"] = int(current["metadata"].get("generation") or 1) + 1
         if new == current:
             return current  # a no-op write: no new resourceVersion (as the API server)
-        return self.put(verb, res, new, "MODIFIED")
+        return self.put(verb, res, new, "MODIFIED", written, sub or "")
 
     def _patch(self, res: Resource, namespace: str | None, name: str, sub: str | None, body: Obj) -> Obj:
         current = self._get(res, namespace, name)
         self._precondition(current, body)
         patch = copy.deepcopy(body)
         (patch.get("metadata") or {}).pop("resourceVersion", None)
-        return self._write("PATCH", res, current, merge_patch(current, patch), sub)
+        return self._write("PATCH", res, current, merge_patch(current, patch), sub, patch)
 
     def _replace(self, res: Resource, namespace: str | None, name: str, sub: str | None, body: Obj) -> Obj:
         current = self._get(res, namespace, name)
         self._precondition(current, body)
-        return self._write("PUT", res, current, copy.deepcopy(body), sub)
+        return self._write("PUT", res, current, copy.deepcopy(body), sub, body)
 
     def _delete(self, res: Resource, namespace: str | None, name: str, options: Obj) -> Obj:
         current = self._get(res, namespace, name)

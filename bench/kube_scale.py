@@ -117,7 +117,8 @@ class Kubelet:
         new["status"] = running_status(new, "idle")
         if not self.condition:
             new["status"]["conditions"] = new["status"]["conditions"][:1]
-        self.emulator.put("KUBELET", self.emulator.resources[("", "v1", "pods")], new, "MODIFIED")
+        self.emulator.put("KUBELET", self.emulator.resources[("", "v1", "pods")], new, "MODIFIED",
+                          {"spec": {"nodeName": "node-1"}, "status": new["status"]}, "status")
 
 
 class Operator:
@@ -213,14 +214,14 @@ def grow(emulator: Emulator, size: int) -> None:
         gs = copy.deepcopy(gs1)
         gs["metadata"].update(name=name, uid=str(uuid.uuid4()))
         gs["metadata"]["ownerReferences"][0].update(name=name, uid=meta["uid"])
-        emulator.put("SEED", emulator.resources[("", "v1", "pods")], pod, "ADDED")
-        emulator.put("SEED", emulator.resources[("game.kruise.io", "v1alpha1", "gameservers")], gs, "ADDED")
+        emulator.put("COPY", emulator.resources[("", "v1", "pods")], pod, "ADDED")
+        emulator.put("COPY", emulator.resources[("game.kruise.io", "v1alpha1", "gameservers")], gs, "ADDED")
     for plural, group, version in (("gameserversets", "game.kruise.io", "v1alpha1"),
                                    ("workloads", "gamekeeper.io", "v1alpha1")):
         obj = copy.deepcopy(emulator.objects[plural][(NAMESPACE, SET)])
         obj["spec"]["replicas"] = size
         obj["status"] = {k: size if v == BUILD else v for k, v in obj["status"].items()}
-        emulator.put("SEED", emulator.resources[(group, version, plural)], obj, "ADDED")
+        emulator.put("COPY", emulator.resources[(group, version, plural)], obj, "ADDED")
 
 
 def counted(emulator: Emulator) -> collections.Counter[tuple[str, str, str]]:
@@ -318,7 +319,8 @@ async def run_size(size: int, path: str, args: argparse.Namespace, workdir: Path
             else:
                 pod = copy.deepcopy(emulator.objects["pods"][(NAMESPACE, name)])
                 pod["status"] = running_status(pod, "active")
-                emulator.put("KRUISE", pods_res, pod, "MODIFIED")
+                written = {"status": {"conditions": pod["status"]["conditions"]}}
+                emulator.put("KRUISE", pods_res, pod, "MODIFIED", written, "status")
             await asyncio.sleep(args.spacing)
         deadline = time.monotonic() + args.timeout
         while len(seen) < len(names) and time.monotonic() < deadline:
