@@ -12,7 +12,7 @@ import time
 
 from bench.common import ROOT
 
-PROGRAMS = ["scale_in", "writes", "prober_throughput", "fleet_scale", "cli_startup", "dashboard_api"]
+PROGRAMS = ["scale_in", "writes", "prober_throughput", "fleet_scale", "cli_startup", "dashboard_api", "kube_scale"]
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -17,6 +17,7 @@ PROGRAMS = {
     "writes": ["writes/round, nothing changed", "writes for one change"],
     "scale_in": ["to delete", "reference ms"],
     "cli_startup": ["gk --help", "gk get gs", "median wall s", "vs floor"],
+    "kube_scale": ["game servers", "steady req/min", "req/change", "label p50 s"],
 }
 
 
@@ -56,3 +57,17 @@ def test_bench_program_prints_its_table_and_writes_json(runs: dict[str, Run], na
     assert data["name"] == name and data["rows"], data
     assert data["machine"]["cores"] >= 1
     assert all(len(row) == len(data["columns"]) for row in data["rows"])
+
+
+def test_kube_scale_is_quiet_when_nothing_changes_and_sees_every_change(runs: dict[str, Run]) -> None:
+    """Not speed: the operator's correctness at rest, as the quick run measured it against the emulator."""
+    result, out = runs["kube_scale"]
+    assert result.returncode == 0, result.stderr[-2000:]
+    runs_by_path = {raw["path"]: raw for raw in json.loads(out.read_text())["params"]["raw"]}
+    assert set(runs_by_path) == {"kruise", "exec"}
+    for raw in runs_by_path.values():
+        assert raw["sync_writes"] == 0, raw["sync_requests"]  # the grown fleet is what the operator would build
+        assert raw["steady_per_minute"] == 0, raw["steady_requests"]  # a resync falls inside the window
+        assert raw["seen"] == raw["flips"] > 0, raw
+    assert runs_by_path["kruise"]["steady_requests"] == {}  # not even a probe: kruise-daemon probes
+    assert runs_by_path["exec"]["exec_per_minute"] > 0

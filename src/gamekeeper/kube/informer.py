@@ -46,6 +46,17 @@ def key_of(obj: Obj) -> Key:
     return (str(meta.get("namespace") or ""), str(meta.get("name") or ""))
 
 
+def strip(obj: Obj) -> None:
+    """Drop what no reconcile reads before caching (controller-runtime's TransformStripManagedFields).
+
+    managedFields is the API server's record of who wrote which field: often a third of an object or more, read
+    by nothing here, and kept by the server on an update that omits it, so a replace of a cached object loses
+    nothing."""
+    meta = obj.get("metadata")
+    if isinstance(meta, dict):
+        meta.pop("managedFields", None)
+
+
 @dataclass
 class InformerStats:
     lists: int = 0
@@ -100,6 +111,7 @@ class Informer:
 
     def observe(self, obj: Obj, deleted: bool = False) -> bool:
         """Put what the API said about an object into the cache; True (and listeners told) if it changed."""
+        strip(obj)
         key = key_of(obj)
         rv = (obj.get("metadata") or {}).get("resourceVersion")
         current = self.cache.get(key)
