@@ -251,13 +251,13 @@ async def test_gameserver_controller_validates_a_set_spec_once_per_generation(
     controller = GameServerController(store, now)
     gss = await store.get("GameServerSet", NS, "a")
     assert gss is not None
-    first = controller._gss_spec(gss)
+    first = controller._specs.get(gss)
     for replicas in (1, 2, 3):
         gss = await store.patch("GameServerSet", NS, "a", {"status": {"readyReplicas": replicas}},
                                 subresource="status")
-        assert controller._gss_spec(gss) is first
+        assert controller._specs.get(gss) is first
     gss = await store.patch("GameServerSet", NS, "a", {"spec": {"replicas": 2}})
-    second = controller._gss_spec(gss)
+    second = controller._specs.get(gss)
     assert second is not first and second.replicas == 2
 
 
