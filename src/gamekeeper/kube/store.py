@@ -23,7 +23,7 @@ import copy
 import logging
 import secrets
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -33,7 +33,7 @@ from gamekeeper.api.times import format_time, parse_time
 from gamekeeper.kube.client import KubeClient
 from gamekeeper.kube.informer import Informer
 from gamekeeper.kube.resources import EVENT, Resource, resource_for
-from gamekeeper.ports.store import Change, Conflict, EventRecord, NotFound, Obj, StoreError
+from gamekeeper.ports.store import Change, Conflict, EventRecord, NotFound, Obj, StoreError, project
 
 log = logging.getLogger("gamekeeper.kube.store")
 
@@ -193,6 +193,15 @@ class KubeStore:
                 if all((o["metadata"].get("labels") or {}).get(k) == v for k, v in labels.items())
             ]
         return sorted(items, key=lambda o: (o["metadata"].get("namespace") or "", o["metadata"]["name"]))
+
+    async def list_projected(
+        self,
+        kind: str,
+        paths: Sequence[str],
+        namespace: str | None = None,
+        labels: Mapping[str, str] | None = None,
+    ) -> builtins.list[Obj]:
+        return [project(o, paths) for o in await self.list(kind, namespace, labels)]
 
     # -- writes -----------------------------------------------------------------------------------------
 

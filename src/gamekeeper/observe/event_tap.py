@@ -7,7 +7,7 @@ well. The notifier queues and returns at once, so a slow or dead sink never slow
 from __future__ import annotations
 
 import builtins
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -46,6 +46,15 @@ class EventTap:
         self, kind: str, namespace: str | None = None, labels: Mapping[str, str] | None = None
     ) -> builtins.list[Obj]:
         return await self.inner.list(kind, namespace, labels)
+
+    async def list_projected(
+        self,
+        kind: str,
+        paths: Sequence[str],
+        namespace: str | None = None,
+        labels: Mapping[str, str] | None = None,
+    ) -> builtins.list[Obj]:
+        return await self.inner.list_projected(kind, paths, namespace, labels)
 
     async def create(self, obj: Obj) -> Obj:
         return await self.inner.create(obj)

@@ -19,14 +19,14 @@ import socket
 import sqlite3
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator, Mapping
+from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from gamekeeper.api.keys import OWNER_GSS_KEY
 from gamekeeper.api.times import format_time
-from gamekeeper.ports.store import AlreadyExists, Change, Conflict, EventRecord, NotFound, Obj
+from gamekeeper.ports.store import AlreadyExists, Change, Conflict, EventRecord, NotFound, Obj, project
 from gamekeeper.store import integrity
 
 log = logging.getLogger("gamekeeper.store")
@@ -564,6 +564,15 @@ class SqliteStore:
         self, kind: str, namespace: str | None = None, labels: Mapping[str, str] | None = None
     ) -> builtins.list[Obj]:
         return self.state.list(kind, namespace, labels)
+
+    async def list_projected(
+        self,
+        kind: str,
+        paths: Sequence[str],
+        namespace: str | None = None,
+        labels: Mapping[str, str] | None = None,
+    ) -> builtins.list[Obj]:
+        return [project(o, paths) for o in self.state.list(kind, namespace, labels)]
 
     async def create(self, obj: Obj) -> Obj:
         return self.state.create(obj)
