@@ -26,6 +26,7 @@ from gamekeeper.embedded.home import (
     running_controller_pid,
 )
 from gamekeeper.kube.cli import kube_app
+from gamekeeper.options import ApiAddr, ApiTokenFile, Dashboard, LogFormat, LogLevel, NotifyFile
 from gamekeeper.ports.store import Conflict, NotFound
 
 # Start-up is part of the interface: `gk get` must feel instant, so what only some commands use (asyncio, rich,
@@ -80,28 +81,6 @@ HostPortAddress = Annotated[
     typer.Option("--host-port-address", metavar="ADDR", show_default=False,
                  help="Where host ports listen, and the address networkStatus shows (default: "
                  "$GAMEKEEPER_HOST_PORT_ADDRESS or 0.0.0.0, shown as 127.0.0.1)."),
-]
-NotifyFile = Annotated[
-    Path | None,
-    typer.Option("--notify", help="Send events to the sinks in this YAML file (webhook, Slack, DingTalk); "
-                 "see docs/notifications.md.", show_default=False),
-]
-ApiAddr = Annotated[
-    str | None,
-    typer.Option("--api-addr", metavar="HOST:PORT", show_default=False,
-                 help="Serve the ops API and the web dashboard on HOST:PORT (a bare PORT is loopback; port 0 picks "
-                 "one); see docs/dashboard.md."),
-]
-ApiTokenFile = Annotated[
-    Path | None,
-    typer.Option("--api-token-file", show_default=False,
-                 help="Bearer token for API writes (first line of FILE; default: $GAMEKEEPER_API_TOKEN). Without "
-                 "one the API is read-only; a non-loopback --api-addr needs one."),
-]
-Dashboard = Annotated[
-    bool,
-    typer.Option("--dashboard", help="Serve the web dashboard (on --api-addr, default 127.0.0.1:8080) and print "
-                 "its URL."),
 ]
 Images = Annotated[
     Path | None,
@@ -363,8 +342,8 @@ async def _live_table(sd: Path, stop: asyncio.Event) -> None:
 def serve(
     state_dir: StateDir = None,
     images: Images = None,
-    log_level: Annotated[str, typer.Option(help="debug, info, warning, error")] = "info",
-    log_format: Annotated[str, typer.Option(help="text or json")] = "text",
+    log_level: LogLevel = "info",
+    log_format: LogFormat = "text",
     metrics_addr: MetricsAddr = None,
     notify: NotifyFile = None,
     host_port_range: HostPortRange = None,

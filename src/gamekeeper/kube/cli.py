@@ -9,12 +9,12 @@ import json
 import logging
 import os
 import sys
-from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from gamekeeper.kube.names import DEFAULT_NAMESPACE, NAME
+from gamekeeper.options import ApiAddr, ApiTokenFile, Dashboard, LogFormat, LogLevel, NotifyFile
 from gamekeeper.ports.store import StoreError
 
 # `gk` registers these commands at start-up; the Kubernetes client, aiohttp and the operator load only when one
@@ -95,24 +95,20 @@ def operator(
     metrics_addr: Annotated[str | None, typer.Option(
         help="Serve Prometheus /metrics (upstream's okg_* series) on HOST:PORT while leading.",
         show_default=False)] = None,
-    log_level: Annotated[str, typer.Option(help="debug, info, warning, error")] = "info",
-    log_format: Annotated[str, typer.Option(help="text or json")] = "text",
-    notify: Annotated[Path | None, typer.Option(
-        "--notify", help="Send events to the sinks in this YAML file (see docs/notifications.md).",
-        show_default=False)] = None,
+    log_level: LogLevel = "info",
+    log_format: LogFormat = "text",
+    notify: NotifyFile = None,
     external_scaler_addr: Annotated[str, typer.Option(
         help="Serve KEDA's external-scaler gRPC API (OpenKruiseGame's scaler) on HOST:PORT while leading; '' turns "
         "it off. See docs/autoscaling.md.")] = "0.0.0.0:6000",
-    api_addr: Annotated[str | None, typer.Option(
-        help="Serve the ops API and web dashboard on HOST:PORT while leading (a bare PORT is loopback); "
-        "see docs/dashboard.md.", show_default=False)] = None,
-    api_token_file: Annotated[Path | None, typer.Option(
-        help="Bearer token for API writes (default: $GAMEKEEPER_API_TOKEN); needed for a non-loopback "
-        "--api-addr.", show_default=False)] = None,
-    dashboard: Annotated[bool, typer.Option(
-        "--dashboard", help="Serve the dashboard (on --api-addr, default 127.0.0.1:8080) and print its URL.")] = False,
+    api_addr: ApiAddr = None,
+    api_token_file: ApiTokenFile = None,
+    dashboard: Dashboard = False,
 ) -> None:
-    """Run the controllers against the Kubernetes API (in a pod: in-cluster credentials)."""
+    """Run the controllers against the Kubernetes API (in a pod: in-cluster credentials).
+
+    Metrics, the ops API and the external scaler are served only while this replica leads.
+    """
     import asyncio
     import signal
 
