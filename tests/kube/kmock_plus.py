@@ -14,7 +14,9 @@ operator depends on:
   timeoutSeconds, and helpers to cut streams or compact history;
 - finalizers, graceful pod deletion (deletionTimestamp, a fake kubelet finishes it) and background
   cascading deletion through ownerReferences (the garbage collector);
-- a fake `pods/exec` websocket endpoint speaking `v4.channel.k8s.io`, answered by a Python callable.
+- a fake `pods/exec` websocket endpoint speaking `v4.channel.k8s.io`, answered by a Python callable;
+- with `World(managed_fields=True)`, `metadata.managedFields` as a real API server keeps it (kmock has none), for
+  tests of what the operator must not cache.
 
 Strategic merge patches are applied as JSON merge patches (lists replaced, not merged by key); the
 operator itself only sends merge patches.
@@ -57,6 +59,21 @@ def merge_patch(target: Any, patch: Any) -> Any:
         else:
             result[key] = merge_patch(result.get(key), value)
     return result
+
+
+def fields_v1(value: Any) -> Any:
+    """The shape of the fields in `value` as managedFields' FieldsV1 records them (lists of named items by key)."""
+    if isinstance(value, Mapping):
+        return {f"f:{k}": fields_v1(v) for k, v in value.items()
+                if k not in ("resourceVersion", "uid", "creationTimestamp", "generation", "managedFields")}
+    if isinstance(value, list) and value and all(isinstance(v, Mapping) for v in value):
+        out: dict[str, Any] = {}
+        for item in value:
+            key = next((k for k in ("name", "type", "uid") if k in item), None)
+            label = f'k:{{"{key}":{json.dumps(item[key])}}}' if key else f"v:{json.dumps(item, sort_keys=True)}"
+            out[label] = {".": {}, **fields_v1(item)}
+        return out
+    return {}
 
 
 class ApiFailure(Exception):
@@ -163,6 +180,7 @@ class World:
     before_write: list[WriteHook] = field(default_factory=list)
     conflicts: int = 0
     watch_epoch: int = 0
+    managed_fields: bool = False
     _changed: asyncio.Event = field(default_factory=asyncio.Event)
 
     # -- helpers ----------------------------------------------------------------------------------------
@@ -234,6 +252,21 @@ class World:
                 "modified; please apply your changes to the latest version and try again",
             )
 
+    def _manage(self, obj: dict[str, Any], written: Any, subresource: str | None) -> None:
+        """Record the write in managedFields as one manager ("gamekeeper": the tests' only writer) would."""
+        if not self.managed_fields:
+            return
+        meta = obj["metadata"]
+        entries = [dict(e) for e in meta.get("managedFields") or []]
+        entry = next((e for e in entries if e.get("subresource", "") == (subresource or "")), None)
+        if entry is None:
+            entry = {"manager": "gamekeeper", "operation": "Update", "apiVersion": obj["apiVersion"],
+                     "fieldsType": "FieldsV1", "fieldsV1": {}, **({"subresource": subresource} if subresource else {})}
+            entries.append(entry)
+        entry["time"] = now_text()
+        entry["fieldsV1"] = merge_patch(entry["fieldsV1"], fields_v1(written))
+        meta["managedFields"] = entries
+
     def _hooks(self, verb: str, resource: str, namespace: str, name: str) -> None:
         for hook in list(self.before_write):
             hook(self, verb, resource, namespace, name)
@@ -262,12 +295,13 @@ class World:
         meta["uid"] = str(uuid.uuid4())
         meta["creationTimestamp"] = now_text()
         meta["generation"] = 1
-        for key in ("deletionTimestamp", "deletionGracePeriodSeconds"):
+        for key in ("deletionTimestamp", "deletionGracePeriodSeconds", "managedFields"):
             meta.pop(key, None)
         if kind.status:
             obj.pop("status", None)
             if kind.kind == "Pod":
                 obj["status"] = {"phase": "Pending"}
+        self._manage(obj, obj, None)
         self._bump(obj)
         self.objects[(resource, ns, meta["name"])] = obj
         self._record(resource, "ADDED", obj)
@@ -292,7 +326,8 @@ class World:
         for key in ("uid", "creationTimestamp", "name", "namespace", "resourceVersion", "generation"):
             if key in old_meta:
                 meta[key] = old_meta[key]
-        for key in ("deletionTimestamp", "deletionGracePeriodSeconds"):
+        # managedFields are the server's: a writer cannot set them, and a PUT of a stripped copy keeps them.
+        for key in ("deletionTimestamp", "deletionGracePeriodSeconds", "managedFields"):
             if key in old_meta:
                 meta[key] = old_meta[key]
             else:
@@ -314,6 +349,7 @@ class World:
             return copy.deepcopy(old)
         if new.get("spec") != old.get("spec"):
             meta["generation"] = old_meta.get("generation", 1) + 1
+        self._manage(new, new, subresource)
         self._bump(new)
         # An object being deleted goes once its last finalizer is removed; a pod in its grace period waits
         # for the kubelet instead (a delete with gracePeriodSeconds 0).
