@@ -86,9 +86,9 @@ class ControllerManager:
         self.change_listeners = change_listeners or []
         self.ready = asyncio.Event()
         # Per kind, namespace → name → the resourceVersion last queued: what the periodic resync compares the
-        # store's listing with. About 70 bytes per object and kind (a dict slot and an int; names interned).
+        # store's listing with. About 100 bytes per object (a dict slot and an int; names interned, so a pod and
+        # its GameServer share one string): ~200 bytes per game server.
         self._seen: dict[str, dict[str, dict[str, int]]] = {kind: {} for kind in RESYNC_KINDS}
-        self.last_resync_queued = 0  # objects the last periodic resync queued (0 when the feed missed nothing)
 
     def queues(self) -> list[WorkQueue]:
         return [self.gss_queue, self.workload_queue, self.gs_queue, self.probe_queue, self.probe_set_queue,
@@ -205,7 +205,9 @@ class ControllerManager:
                 # Looked at on every change too: a feed that never pauses brings no TICK.
                 if loop.time() - last_resync >= self.resync_seconds:
                     last_resync = loop.time()
-                    self.last_resync_queued = await self.resync()
+                    queued = await self.resync()
+                    if queued:  # the feed missed these, or the listing saw a change the feed had yet to bring
+                        log.debug("resync queued %d objects", queued)
         finally:
             self.prober.stop()
             self.recovery.stop()
