@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sys
 from collections.abc import Callable
 from datetime import datetime
 from typing import Any
@@ -24,6 +25,9 @@ log = logging.getLogger("gamekeeper.manager")
 # Each set-wide reconcile (GameServerSet, Workload) takes at most 1/(1 + SET_SPACING) of the event loop.
 SET_SPACING = 4.0
 
+# What the resync lists; each kind's objects route to the queues in `on_change`.
+RESYNC_KINDS = ("GameServerSet", "Workload", "Pod", "GameServer")
+
 PodListener = Callable[[str, str], None]
 ChangeListener = Callable[[Change], None]
 
@@ -31,6 +35,12 @@ ChangeListener = Callable[[Change], None]
 def owner_name(name: str) -> str:
     """The set a pod or GameServer belongs to, from its name (`<set>-<ordinal>`)."""
     return name.rsplit("-", 1)[0]
+
+
+def _rv(text: object) -> int | None:
+    """A resourceVersion as the change feed carries it (an int), or None if it is not a number (Kubernetes calls
+    it opaque): such an object is queued by every resync."""
+    return int(text) if isinstance(text, str) and text.isdigit() else None
 
 
 class ControllerManager:
@@ -75,20 +85,49 @@ class ControllerManager:
         self.pod_listeners = pod_listeners or []
         self.change_listeners = change_listeners or []
         self.ready = asyncio.Event()
+        # Per kind, namespace → name → the resourceVersion last queued: what the periodic resync compares the
+        # store's listing with. About 100 bytes per object (a dict slot and an int; names interned, so a pod and
+        # its GameServer share one string): ~200 bytes per game server.
+        self._seen: dict[str, dict[str, dict[str, int]]] = {kind: {} for kind in RESYNC_KINDS}
 
     def queues(self) -> list[WorkQueue]:
         return [self.gss_queue, self.workload_queue, self.gs_queue, self.probe_queue, self.probe_set_queue,
                 self.recovery_queue]
 
     async def enqueue_all(self) -> None:
-        for kind in ("GameServerSet", "Workload", "Pod", "GameServer"):
-            for obj in await self.store.list(kind):
-                self.on_change(Change(0, kind, obj["metadata"]["namespace"], obj["metadata"]["name"], "SYNC"))
-            # A list of 10,000 pods parses for a tenth of a second (SQLite never suspends): one at a time.
+        """Queue every object for every controller: at start, and when the change feed was lost (RESYNC)."""
+        await self.resync(full=True)
+
+    async def resync(self, full: bool = False) -> int:
+        """Queue what the change feed may not have delivered; return how many objects were queued.
+
+        `full=False` (the periodic resync): only objects whose resourceVersion differs from the one last queued
+        (through the feed or a listing), or that are new, and those gone since, from an identity-only listing.
+        Nothing waits for this to re-look at an unchanged object: every decision that depends on time passing
+        arms its own wake-up (ARCHITECTURE.md, Reconciling). `full=True`: every object, and those gone."""
+        queued = 0
+        for kind in RESYNC_KINDS:
+            seen = self._seen[kind]
+            listed: set[tuple[str, str]] = set()
+            for obj in await self.store.list_projected(kind, ()):
+                meta = obj["metadata"]
+                ns, name = meta["namespace"], meta["name"]
+                listed.add((ns, name))
+                rv = _rv(meta.get("resourceVersion"))
+                if full or rv is None or seen.get(ns, {}).get(name) != rv:
+                    queued += 1
+                    self.on_change(Change(rv or 0, kind, ns, name, "SYNC"))
+            for ns, names in list(seen.items()):
+                for name in [n for n in names if (ns, n) not in listed]:
+                    queued += 1
+                    self.on_change(Change(0, kind, ns, name, "DELETED"))
+            # A listing of 10,000 objects holds the loop (SQLite never suspends): one kind at a time.
             await asyncio.sleep(0)
+        return queued
 
     def on_change(self, change: Change) -> None:
         ns, name = change.namespace, change.name
+        self._remember(change)
         for change_listener in self.change_listeners:
             change_listener(change)
         if self.autoscaler is not None:
@@ -110,6 +149,22 @@ class ControllerManager:
         elif change.kind == "GameServer":
             self.gs_queue.add(ns, name)
             self.recovery_queue.add(ns, name)
+
+    def _remember(self, change: Change) -> None:
+        seen = self._seen.get(change.kind)
+        if seen is None:
+            return
+        if change.type == "DELETED" or change.resource_version <= 0:
+            # Gone, or a version that is not a number (opaque): the next resync queues it if it is there.
+            names = seen.get(change.namespace)
+            if names is not None:
+                names.pop(change.name, None)
+                if not names:
+                    del seen[change.namespace]
+        else:
+            # Interned: a pod and its GameServer share one name string here.
+            ns = seen.setdefault(sys.intern(change.namespace), {})
+            ns[sys.intern(change.name)] = change.resource_version
 
     async def _probe_set(self, namespace: str, name: str) -> None:
         """Re-sync the probes of a set's pods when its spec changed (serviceQualities live there), or it is gone.
@@ -141,12 +196,18 @@ class ControllerManager:
             loop = asyncio.get_running_loop()
             last_resync = loop.time()
             async for change in changes:
-                if change.type in ("RESYNC", "TICK"):
-                    if change.type == "RESYNC" or loop.time() - last_resync >= self.resync_seconds:
-                        last_resync = loop.time()
-                        await self.enqueue_all()
+                if change.type == "RESYNC":  # the store lost part of the feed: everything could have changed
+                    last_resync = loop.time()
+                    await self.enqueue_all()
                     continue
-                self.on_change(change)
+                if change.type != "TICK":
+                    self.on_change(change)
+                # Looked at on every change too: a feed that never pauses brings no TICK.
+                if loop.time() - last_resync >= self.resync_seconds:
+                    last_resync = loop.time()
+                    queued = await self.resync()
+                    if queued:  # the feed missed these, or the listing saw a change the feed had yet to bring
+                        log.debug("resync queued %d objects", queued)
         finally:
             self.prober.stop()
             self.recovery.stop()

@@ -100,7 +100,7 @@ class WorkloadController:
     def __init__(self, store: Store, clock: Callable[[], datetime]) -> None:
         self.store = store
         self.clock = clock
-        # Who runs the queue may set this to come back after minReadySeconds; without it, the periodic resync does.
+        # Who runs the queue sets this to come back after minReadySeconds: no periodic resync brings it back.
         self.requeue_after: Callable[[float, str, str], None] | None = None
         # InPlaceOnly refusals already reported, per set and update revision (an event per pod, not per reconcile).
         self._refused: dict[tuple[str, str], tuple[str, set[str]]] = {}
