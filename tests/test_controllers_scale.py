@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Coroutine, Mapping
+from collections.abc import Coroutine, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -37,17 +37,27 @@ def now() -> datetime:
 
 
 class CountingStore(SqliteStore):
-    """A real SQLite store that counts its lists, by kind and label selector."""
+    """A real SQLite store that counts its lists, by kind and label selector (`lists`: whole and projected,
+    `whole`: those that return whole objects)."""
 
     def __init__(self, state: SqliteState) -> None:
         super().__init__(state)
         self.lists: list[tuple[str, str | None, dict[str, str] | None]] = []
+        self.whole: list[tuple[str, str | None, dict[str, str] | None]] = []
 
     async def list(
         self, kind: str, namespace: str | None = None, labels: Mapping[str, str] | None = None
     ) -> list[Obj]:
         self.lists.append((kind, namespace, dict(labels) if labels is not None else None))
+        self.whole.append(self.lists[-1])
         return await super().list(kind, namespace, labels)
+
+    async def list_projected(
+        self, kind: str, paths: Sequence[str], namespace: str | None = None,
+        labels: Mapping[str, str] | None = None,
+    ) -> list[Obj]:
+        self.lists.append((kind, namespace, dict(labels) if labels is not None else None))
+        return await super().list_projected(kind, paths, namespace, labels)
 
     def pod_lists(self) -> int:
         return sum(1 for kind, _, _ in self.lists if kind == "Pod")
