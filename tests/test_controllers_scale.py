@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Coroutine, Mapping
+from collections.abc import Coroutine, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -37,17 +37,27 @@ def now() -> datetime:
 
 
 class CountingStore(SqliteStore):
-    """A real SQLite store that counts its lists, by kind and label selector."""
+    """A real SQLite store that counts its lists, by kind and label selector (`lists`: whole and projected,
+    `whole`: those that return whole objects)."""
 
     def __init__(self, state: SqliteState) -> None:
         super().__init__(state)
         self.lists: list[tuple[str, str | None, dict[str, str] | None]] = []
+        self.whole: list[tuple[str, str | None, dict[str, str] | None]] = []
 
     async def list(
         self, kind: str, namespace: str | None = None, labels: Mapping[str, str] | None = None
     ) -> list[Obj]:
         self.lists.append((kind, namespace, dict(labels) if labels is not None else None))
+        self.whole.append(self.lists[-1])
         return await super().list(kind, namespace, labels)
+
+    async def list_projected(
+        self, kind: str, paths: Sequence[str], namespace: str | None = None,
+        labels: Mapping[str, str] | None = None,
+    ) -> list[Obj]:
+        self.lists.append((kind, namespace, dict(labels) if labels is not None else None))
+        return await super().list_projected(kind, paths, namespace, labels)
 
     def pod_lists(self) -> int:
         return sum(1 for kind, _, _ in self.lists if kind == "Pod")
@@ -330,3 +340,39 @@ async def test_an_expensive_key_is_spaced_and_its_changes_coalesced(monkeypatch:
     finally:
         worker.cancel()
         await asyncio.gather(worker, return_exceptions=True)
+
+
+@pytest.mark.asyncio
+async def test_set_wide_reconciles_read_projections_and_decide_as_before(store: CountingStore) -> None:
+    from gamekeeper.api.models import GS_DELETE_PRIORITY_KEY, GS_OPS_STATE_KEY, GS_STATE_KEY
+    from gamekeeper.control.gameserverset import pod_views
+    from gamekeeper.core.scaling import compute_to_scale
+
+    await make_set(store, "a", 6)
+    await WorkloadController(store, now).reconcile(NS, "a")
+    marks = {1: {GS_OPS_STATE_KEY: "WaitToBeDeleted"}, 4: {GS_OPS_STATE_KEY: "WaitToBeDeleted"},
+             2: {GS_OPS_STATE_KEY: "Maintaining"}, 5: {GS_DELETE_PRIORITY_KEY: "10", GS_STATE_KEY: "PreDelete"}}
+    for ordinal, labels in marks.items():
+        await store.patch("Pod", NS, f"a-{ordinal}", {"metadata": {"labels": labels}})
+    # Status counts, from the projected labels.
+    store.whole.clear()
+    await GameServerSetController(store, now).reconcile(NS, "a")
+    status = (await store.get("GameServerSet", NS, "a") or {})["status"]
+    assert (status["currentReplicas"], status["waitToBeDeletedReplicas"], status["maintainingReplicas"],
+            status["preDeleteReplicas"]) == (6, 2, 1, 1)
+
+    # Scale-in order: WaitToBeDeleted first, then the higher deletion priority (upstream's order).
+    whole_views = pod_views(await store.list("Pod", NS, {OWNER_GSS_KEY: "a"}))
+    expected = compute_to_scale(set(), set(), set(), 3, whole_views)
+    await store.patch("GameServerSet", NS, "a", {"spec": {"replicas": 3}})
+    store.whole.clear()
+    await GameServerSetController(store, now).reconcile(NS, "a")
+    workload = await store.get("Workload", NS, "a") or {}
+    assert workload["spec"]["replicas"] == 3
+    assert sorted(workload["spec"]["reserveOrdinals"]) == sorted(expected.reserved) == [1, 4, 5]
+    await WorkloadController(store, now).reconcile(NS, "a")
+    left = [p["metadata"]["name"] for p in await store.list("Pod", NS, {OWNER_GSS_KEY: "a"})]
+    assert left == ["a-0", "a-2", "a-3"]
+    store.whole.pop()  # the check's own listing just above
+    assert [w for w in store.whole if w[0] == "Pod"] == []
+    assert any(kind == "Pod" for kind, _, _ in store.lists)

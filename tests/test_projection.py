@@ -45,3 +45,71 @@ async def test_sqlite_list_projected_matches_list(tmp_path: Path) -> None:
         assert got == [project(o, paths) for o in whole]
         assert [o["metadata"]["name"] for o in got] == [o["metadata"]["name"] for o in whole]
     state.close()
+
+
+PATHS = ["metadata.labels", "metadata.deletionTimestamp", "status.conditions", "spec.nodeName", "status.phase"]
+
+
+async def _three_pods(tmp_path: Path) -> tuple[SqliteState, SqliteStore]:
+    state = SqliteState(tmp_path)
+    store = SqliteStore(state)
+    for name, owner in [("a-0", "a"), ("a-1", "a"), ("a-2", "a"), ("b-0", "b")]:
+        await store.create(pod(name, owner, "True"))
+    return state, store
+
+
+@pytest.mark.asyncio
+async def test_sqlite_projection_keeps_missing_and_null_apart(tmp_path: Path) -> None:
+    state, store = await _three_pods(tmp_path)
+    # A stored null is a value (it stays), a missing path is absent; types survive the round trip through SQL.
+    await store.patch("Pod", "default", "a-1", {"spec": {"priority": 2, "enableServiceLinks": False}})
+    state.db.execute(
+        "UPDATE objects SET body = json_set(body, '$.status.phase', json('null')) WHERE name = 'a-2'"
+    )
+    paths = [*PATHS, "spec.priority", "spec.enableServiceLinks", "no.such.path"]
+    got = await store.list_projected("Pod", paths, "default", {"game.kruise.io/owner-gss": "a"})
+    assert got == [project(o, paths) for o in await store.list("Pod", "default", {"game.kruise.io/owner-gss": "a"})]
+    by_name = {o["metadata"]["name"]: o for o in got}
+    assert by_name["a-2"]["status"]["phase"] is None
+    assert "phase" in by_name["a-2"]["status"]
+    assert by_name["a-1"]["spec"] == {"priority": 2, "enableServiceLinks": False}
+    assert "spec" not in by_name["a-0"] and "no" not in by_name["a-0"]
+    assert by_name["a-0"]["metadata"]["resourceVersion"].isdigit()
+    state.close()
+
+
+@pytest.mark.asyncio
+async def test_sqlite_projection_filters_on_labels_as_list_does(tmp_path: Path) -> None:
+    state, store = await _three_pods(tmp_path)
+    await store.patch("Pod", "default", "a-2", {"metadata": {"labels": {"x": None}}})
+    state.db.execute(  # a label whose value is not a string never matches a string
+        "UPDATE objects SET body = json_set(body, '$.metadata.labels.n', 1) WHERE name = 'a-1'"
+    )
+    for labels in ({"x": "a-1"}, {"x": "a-2"}, {"n": "1"}, {"game.kruise.io/owner-gss": "a", "x": "a-0"},
+                   {"game.kruise.io/owner-gss": "b", "x": "a-0"}, {"x": "b-0"}):
+        whole = await store.list("Pod", labels=labels)
+        assert await store.list_projected("Pod", PATHS, labels=labels) == [project(o, PATHS) for o in whole]
+    assert [o["metadata"]["name"] for o in await store.list_projected("Pod", [], labels={"x": "a-1"})] == ["a-1"]
+    state.close()
+
+
+@pytest.mark.asyncio
+async def test_sqlite_projection_skips_a_damaged_row_with_one_warning(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    state, store = await _three_pods(tmp_path)
+    state.db.execute("UPDATE objects SET body = '<' || substr(body, 2) WHERE name = 'a-1'")
+    state.db.execute("UPDATE objects SET body = '[1, 2]' WHERE name = 'a-2'")
+    state.db.execute("UPDATE objects SET body = json_remove(body, '$.kind') WHERE name = 'b-0'")
+    for _ in range(2):
+        got = await store.list_projected("Pod", PATHS)
+        assert [o["metadata"]["name"] for o in got] == ["a-0"]
+        assert got == [project(o, PATHS) for o in await store.list("Pod")]
+        owned = await store.list_projected("Pod", PATHS, "default", {"game.kruise.io/owner-gss": "a", "x": "a-0"})
+        assert [o["metadata"]["name"] for o in owned] == ["a-0"]
+    warnings = [r.getMessage() for r in caplog.records if "skipped Pod" in r.getMessage()]
+    assert len(warnings) == 3  # once per damaged row, whichever listing met it first
+    assert any("default/a-1: its body is not JSON" in w for w in warnings)
+    assert any("default/a-2: its body is [1, 2]" in w for w in warnings)
+    assert any("default/b-0: its body lacks kind" in w for w in warnings)
+    state.close()

@@ -72,7 +72,7 @@ async def read_fleet(store: Store, namespace: str, name: str) -> tuple[Obj, Flee
     gss = await store.get("GameServerSet", namespace, name)
     if gss is None:
         raise NotFound(f'GameServerSet "{namespace}/{name}" not found')
-    pods = await store.list("Pod", namespace, {OWNER_GSS_KEY: name})
+    pods = await store.list_projected("Pod", ("metadata.labels",), namespace, {OWNER_GSS_KEY: name})
     return gss, count_pods(int(gss["spec"]["replicas"]), [p["metadata"].get("labels") for p in pods])
 
 

@@ -176,7 +176,7 @@ class ControllerManager:
         mark = None if gss is None else spec_version(gss)
         if mark is not None and self._probed_specs.get(key) == mark:
             return
-        for pod in await self.store.list("Pod", namespace, {OWNER_GSS_KEY: name}):
+        for pod in await self.store.list_projected("Pod", (), namespace, {OWNER_GSS_KEY: name}):
             self.probe_queue.add(namespace, pod["metadata"]["name"])
         if mark is None:
             self._probed_specs.pop(key, None)

@@ -151,7 +151,10 @@ class RecoveryController:
         loop_now = asyncio.get_running_loop().time()
         cached = self._tallies.get(key)
         if cached is None or loop_now - cached[0] > BUDGET_CACHE_SECONDS:
-            members = await self.store.list("GameServer", namespace, {OWNER_GSS_KEY: set_name})
+            members = await self.store.list_projected(
+                "GameServer", ("status.recovery", "status.serviceQualitiesConditions"), namespace,
+                {OWNER_GSS_KEY: set_name},
+            )
             records = [(m.get("status") or {}).get("recovery") for m in members]
             unhealthy = sum(1 for m in members if find_trigger(
                 qualities, (m.get("status") or {}).get("serviceQualitiesConditions") or []))
@@ -233,7 +236,10 @@ class RecoveryController:
             self.stats.count(set_name, quality, kind, "interrupted")
         if decision.action in ("succeed", "attempt-failed", "escalate", "interrupted", "cleared", "abandon"):
             # A slot of the set's budget may have freed: its waiting servers look again.
-            for member in await self.store.list("GameServer", namespace, {OWNER_GSS_KEY: set_name}):
+            blocked = await self.store.list_projected(
+                "GameServer", ("status.recovery.phase",), namespace, {OWNER_GSS_KEY: set_name}
+            )
+            for member in blocked:
                 if ((member.get("status") or {}).get("recovery") or {}).get("phase") == "Blocked":
                     self.requeue(namespace, member["metadata"]["name"])
 

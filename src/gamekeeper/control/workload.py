@@ -26,6 +26,7 @@ from typing import Any
 
 from gamekeeper.api.models import GS_STATE_KEY, LIFECYCLE_STATE_KEY, OWNER_GSS_KEY
 from gamekeeper.control.gameserverset import TEMPLATE_HASH_LABEL, owner_reference
+from gamekeeper.control.pace import in_slices
 from gamekeeper.core.ordinals import index_from_name, reserve_ordinal_set
 from gamekeeper.core.scaling import managed_ordinals
 from gamekeeper.core.state import derive_state
@@ -64,6 +65,9 @@ POD_NAME_LABEL = "statefulset.kubernetes.io/pod-name"
 # overwrites or removes them during an in-place update.
 MANAGED_LABELS = frozenset({TEMPLATE_HASH_LABEL, OWNER_GSS_KEY, POD_NAME_LABEL, LIFECYCLE_STATE_KEY})
 MANAGED_ANNOTATIONS = frozenset({INPLACE_STATE_KEY, UPDATING_CONTAINERS_KEY})
+# What a reconcile reads of every pod of the set (scaling, rollout views, status, revisions in use). The few pods
+# it updates in place are read whole (`_whole`); a delete needs only the name and resourceVersion.
+MEMBER_PATHS = ("metadata.labels", "metadata.deletionTimestamp", "status.phase", "status.conditions")
 
 
 def _labels(obj: Mapping[str, Any]) -> dict[str, str]:
@@ -116,27 +120,28 @@ class WorkloadController:
         current_rev = (workload.get("status") or {}).get("currentRevision") or ""
         if current_rev not in revisions:
             current_rev = update_rev
-        pods = await self._adopt_unversioned(workload, await self.store.list("Pod", namespace, {OWNER_GSS_KEY: name}),
-                                             update_rev)
+        listed = await self.store.list_projected("Pod", MEMBER_PATHS, namespace, {OWNER_GSS_KEY: name})
+        pods = await self._adopt_unversioned(workload, listed, update_rev)
         wanted = set(managed_ordinals(spec["replicas"], reserve_ordinal_set(spec.get("reserveOrdinals"))))
         diffs = _Diffs(revisions, spec["template"])
         now = self.clock()
 
         members: list[Obj] = []
-        for pod in pods:
-            ordinal = index_from_name(pod["metadata"]["name"])
-            if ordinal in wanted:
-                members.append(pod)
-            elif not _terminating(pod):
-                log.info("deleting pod %s/%s", namespace, pod["metadata"]["name"])
-                with contextlib.suppress(NotFound):
-                    await self.store.delete("Pod", namespace, pod["metadata"]["name"])
+        async for part in in_slices(pods):
+            for pod in part:
+                ordinal = index_from_name(pod["metadata"]["name"])
+                if ordinal in wanted:
+                    members.append(pod)
+                elif not _terminating(pod):
+                    log.info("deleting pod %s/%s", namespace, pod["metadata"]["name"])
+                    with contextlib.suppress(NotFound):
+                        await self.store.delete("Pod", namespace, pod["metadata"]["name"])
         present = {index_from_name(p["metadata"]["name"]) for p in members}
         created_now: set[str] = set()
         missing = sorted(wanted - present)
         # One view per member, kept in step with `members` as pods are made: recomputing them for every pod
         # created made scaling up by N cost O(N²).
-        views = [self._view(p, update_rev, strategy, diffs, now) for p in members] if missing else []
+        views = await self._views(members, update_rev, strategy, diffs, now) if missing else []
         for ordinal in missing:
             if is_current_revision_needed(strategy, update_rev, ordinal, views) and current_rev != update_rev:
                 revision, template = current_rev, revisions[current_rev].get("data") or spec["template"]
@@ -255,6 +260,23 @@ class WorkloadController:
         log.info("created pod %s/%s (revision %s)", meta["namespace"], pod_name, revision)
         return created
 
+    async def _views(
+        self, members: list[Obj], update_rev: str, strategy: UpdateStrategy, diffs: _Diffs, now: datetime
+    ) -> list[PodView]:
+        views: list[PodView] = []
+        async for part in in_slices(members):
+            views += [self._view(p, update_rev, strategy, diffs, now) for p in part]
+        return views
+
+    async def _whole(self, pod: Obj) -> Obj:
+        """The whole pod behind a listed projection, for a step that rewrites its containers or annotations. It must
+        be the version the decision was made on: a newer one raises Conflict, and the reconcile decides again."""
+        meta = pod["metadata"]
+        whole = await self.store.get("Pod", meta["namespace"], meta["name"])
+        if whole is None or whole["metadata"].get("resourceVersion") != meta.get("resourceVersion"):
+            raise Conflict(f'Pod "{meta["name"]}" changed since it was listed')
+        return whole
+
     def _view(self, pod: Obj, update_rev: str, strategy: UpdateStrategy, diffs: _Diffs, now: datetime) -> PodView:
         revision = _revision_of(pod)
         available, _ = pod_available(pod, strategy.min_ready_seconds, now)
@@ -291,6 +313,8 @@ class WorkloadController:
             if _terminating(pod):
                 continue
             state, revision = lifecycle_state(pod), _revision_of(pod)
+            if state in (LIFECYCLE_UPDATING, LIFECYCLE_PREPARING_UPDATE):
+                pod = await self._whole(pod)
             if state == LIFECYCLE_UPDATING:
                 if in_place_update_completed(pod) and await self._shown(pod, "Updating"):
                     await self._set_lifecycle(pod, LIFECYCLE_NORMAL)
@@ -364,7 +388,7 @@ class WorkloadController:
         now: datetime, created_now: set[str],
     ) -> None:
         meta = workload["metadata"]
-        views = [self._view(p, update_rev, strategy, diffs, now) for p in members]
+        views = await self._views(members, update_rev, strategy, diffs, now)
         try:
             plan = plan_rolling_update(views, update_rev, workload["spec"]["replicas"], strategy)
         except ValueError as err:
@@ -380,6 +404,7 @@ class WorkloadController:
             if decision.in_place:
                 diff = diffs.get(decision.pod.revision)
                 assert diff is not None  # in_place_possible implies a known revision
+                pod = await self._whole(pod)
                 state = lifecycle_state(pod)
                 if state == LIFECYCLE_UPDATING:
                     await self._update_in_place(workload, pod, update_rev, diff)  # changed again mid-update

@@ -434,7 +434,7 @@ class LocalKubelet:
             self._queue.put_nowait(key)
 
     async def resync(self) -> None:
-        for pod in await self.store.list("Pod"):
+        for pod in await self.store.list_projected("Pod", ()):  # names: not every whole pod at once
             self.enqueue(pod["metadata"]["namespace"], pod["metadata"]["name"])
         for key in list(self.pods):
             self.enqueue(*key)
@@ -471,7 +471,7 @@ class LocalKubelet:
         """Find every container supervisor under the pods directory; report those the store has no pod for."""
         # One pass over /proc (a fraction of a second with thousands of processes): off the loop.
         self._found = await asyncio.to_thread(find_supervisors, self.paths.state_dir)
-        pods = await self.store.list("Pod")
+        pods = await self.store.list_projected("Pod", ())
         lost = untracked(self._found, ((p["metadata"]["namespace"], p["metadata"]["name"]) for p in pods))
         if not lost:
             return

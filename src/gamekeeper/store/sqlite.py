@@ -26,7 +26,16 @@ from typing import Any
 
 from gamekeeper.api.keys import OWNER_GSS_KEY
 from gamekeeper.api.times import format_time
-from gamekeeper.ports.store import AlreadyExists, Change, Conflict, EventRecord, NotFound, Obj, project
+from gamekeeper.ports.store import (
+    IDENTITY_PATHS,
+    AlreadyExists,
+    Change,
+    Conflict,
+    EventRecord,
+    NotFound,
+    Obj,
+    project,
+)
 from gamekeeper.store import integrity
 
 log = logging.getLogger("gamekeeper.store")
@@ -265,19 +274,26 @@ class SqliteState:
         ).fetchall()
         return [o for o in (self._parse(*r) for r in rows) if o is not None]
 
-    def list(
-        self, kind: str, namespace: str | None = None, labels: Mapping[str, str] | None = None
-    ) -> builtins.list[Obj]:
+    @staticmethod
+    def _filter(
+        kind: str, namespace: str | None, labels: Mapping[str, str] | None
+    ) -> tuple[str, builtins.list[Any], str, dict[str, str]]:
+        """WHERE clause, its arguments and ORDER BY of a listing; the labels left to filter on besides the owner."""
         where, args = "kind = ?", [kind]
         if namespace is not None:
             where += " AND namespace = ?"
             args.append(namespace)
-        labels = dict(labels or {})
-        owner = labels.pop(OWNER_GSS_KEY, None)
+        rest = dict(labels or {})
+        owner = rest.pop(OWNER_GSS_KEY, None)
         if owner is not None:
             where += f" AND {OWNER_EXPR} = ?"
             args.append(owner)
-        order = "name" if namespace is not None else "namespace, name"
+        return where, args, "name" if namespace is not None else "namespace, name", rest
+
+    def list(
+        self, kind: str, namespace: str | None = None, labels: Mapping[str, str] | None = None
+    ) -> builtins.list[Obj]:
+        where, args, order, labels = self._filter(kind, namespace, labels)
         rows = self.db.execute(f"SELECT body FROM objects WHERE {where} ORDER BY {order}", args).fetchall()
         # One parse for all rows: the parser then shares each key string among all the objects (less memory and
         # time than parsing the bodies one by one). A damaged row sends the listing the slow way, row by row.
@@ -292,6 +308,61 @@ class SqliteState:
                 o for o in out
                 if all((o["metadata"].get("labels") or {}).get(k) == v for k, v in labels.items())
             ]
+        return out
+
+    def list_projected(
+        self,
+        kind: str,
+        paths: Sequence[str],
+        namespace: str | None = None,
+        labels: Mapping[str, str] | None = None,
+    ) -> builtins.list[Obj]:
+        """`list` reduced to `project(obj, paths)`, cut out by SQLite: no whole body reaches Python.
+
+        Each row comes back as one JSON text `[[v1],[],[v3],...]`, one element per path (`[v]` when the path is
+        there, `[]` when not, so a stored null stays distinct from a missing field), and the rows of the listing
+        are parsed by one `json.loads`, as `list` does. The other labels are filtered in SQL too. A row that is not
+        a sound object (see `_sound`) yields NULL and goes through `get`: the same one warning, and skipped."""
+        where, args, order, rest = self._filter(kind, namespace, labels)
+        for key, value in rest.items():
+            # A damaged body passes here and is judged (and warned about) below, as `list` does.
+            where += " AND CASE WHEN json_valid(body) THEN json_extract(body, ?) = ? ELSE 1 END"
+            args += [f'$.metadata.labels."{key}"', value]
+        all_paths = (*IDENTITY_PATHS, *paths)
+        split = [path.split(".") for path in all_paths]
+        cells = " || ',' || ".join(
+            "coalesce('[' || (body -> ?) || ']', '[]')" for _ in all_paths
+        )
+        json_paths = ["$." + ".".join(f'"{key}"' for key in keys) for keys in split]
+        sound = (
+            "json_type(body) = 'object' AND json_type(body, '$.kind') = 'text'"
+            " AND json_type(body, '$.metadata') = 'object' AND json_type(body, '$.metadata.name') = 'text'"
+            " AND json_type(body, '$.metadata.namespace') = 'text'"
+        )
+        # Nested CASEs: SQLite evaluates a CASE branch only when taken, and json_type raises on a body that is not
+        # JSON at all.
+        rows = self.db.execute(
+            f"SELECT namespace, name, CASE WHEN json_valid(body) THEN CASE WHEN {sound} THEN '[' || {cells} || ']'"
+            f" END END FROM objects WHERE {where} ORDER BY {order}",
+            [*json_paths, *args],
+        ).fetchall()
+        parsed: builtins.list[Any] = json.loads("[" + ",".join(r[2] for r in rows if r[2] is not None) + "]")
+        out: builtins.list[Obj] = []
+        found = iter(parsed)
+        for ns, name, text in rows:
+            if text is None:
+                obj = self.get(kind, ns, name)  # warns once, and gives None, for a damaged row
+                if obj is not None and all((obj["metadata"].get("labels") or {}).get(k) == v for k, v in rest.items()):
+                    out.append(project(obj, paths))
+                continue
+            projected: Obj = {}
+            for keys, cell in zip(split, next(found), strict=True):
+                if cell:
+                    dst = projected
+                    for key in keys[:-1]:
+                        dst = dst.setdefault(key, {})
+                    dst[keys[-1]] = cell[0]
+            out.append(projected)
         return out
 
     def keys(self, kind: str) -> set[tuple[str, str]]:
@@ -572,7 +643,7 @@ class SqliteStore:
         namespace: str | None = None,
         labels: Mapping[str, str] | None = None,
     ) -> builtins.list[Obj]:
-        return [project(o, paths) for o in self.state.list(kind, namespace, labels)]
+        return self.state.list_projected(kind, paths, namespace, labels)
 
     async def create(self, obj: Obj) -> Obj:
         return self.state.create(obj)
