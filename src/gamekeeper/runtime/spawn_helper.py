@@ -22,7 +22,8 @@ when the command could not start, then `str(error)`, its strerror and filename j
 
 Supervision: the helper exits when its socket reaches EOF (the controller closed it, or died) and its parent's
 death also sends it SIGTERM (`PR_SET_PDEATHSIG`); either way it kills its running probes and sweeps their
-leftovers first. When the helper dies, every probe it was running completes at once as a failure saying so, and
+leftovers first. When the helper dies, the controller kills what its probes left (they carry its `GK_PROBE` mark), every
+probe it was running completes at once as a failure saying so, and
 a new helper starts after a back-off (0.05 s doubling to 5 s, reset once a helper has lived 30 s); probes
 submitted meanwhile wait for it. When no helper can be started (the executable fails, or three in a row die
 before they are ready) the spawner runs probes in-process with a `ProbeSpawner`, as it does when `GK_SPAWN=inline`.
@@ -46,7 +47,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from gamekeeper.ports.runtime import ExecResult
-from gamekeeper.runtime.spawn import Done, ProbeSpawner, Running, available, encode_env
+from gamekeeper.runtime.spawn import Done, ProbeSpawner, Running, available, encode_env, kill_marked
 
 log = logging.getLogger(__name__)
 
@@ -234,6 +235,10 @@ class _Helper:
                 proc.kill()  # closed its socket but still there: it is of no use
             with contextlib.suppress(subprocess.TimeoutExpired):
                 code = proc.wait(5)
+        if proc is not None:
+            # A helper killed outright could not kill its probes: they carry its mark (Leftovers' scope begins
+            # with the pid of the process that ran them).
+            kill_marked(f"{proc.pid}-")
         message = (f"probe helper (pid {proc.pid if proc else '?'}) ended with {_describe(code)} "
                    "while the probe ran").encode()
         log.warning("%s", message.decode())
@@ -246,6 +251,12 @@ class _Helper:
             self.failures += 1
         inflight, self.inflight = self.inflight, {}
         self.owner.helper_deaths += 1
+        if not self.ready:
+            # READY is the first thing a helper sends, before it reads any request: none of these started.
+            for call in inflight.values():
+                call.sent = False
+            self.waiting[:0] = inflight.values()
+            inflight = {}
         # Mark the helper down before the callbacks: a callback that submits the next probe finds it waiting.
         if self.failures >= START_FAILURES:
             log.warning("probe helper died %d times before it was ready: probes run in-process", self.failures)
