@@ -5,8 +5,8 @@ demo game server, and a trivial `echo idle`), in alternating rounds of the same 
 
 - bare C: bench/bare_spawn.c, posix_spawn + wait in a tight loop, `concurrency` commands at a time;
 - bare Python: the same loop in Python (os.posix_spawn, os.wait);
-- prober: Gamekeeper's Prober with the probe spawner in its own process (runtime/spawn.py), over a fleet of pod records big
-  enough that it never runs out of due probes (period 1 s), `concurrency` slots;
+- prober: Gamekeeper's Prober with the probe spawner in its own process (runtime/spawn.py), over a fleet of pod
+  records big enough that it never runs out of due probes (period 1 s), `concurrency` slots;
 - prober, helper: the same Prober with the spawner in helper processes (runtime/spawn_helper.py, `--helpers`
   of them);
 - prober, runtime.exec: the same Prober when the runtime offers no spawner (asyncio subprocesses, what
