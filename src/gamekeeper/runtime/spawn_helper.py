@@ -233,12 +233,11 @@ class _Helper:
         if proc is not None:
             with contextlib.suppress(ProcessLookupError):
                 proc.kill()  # closed its socket but still there: it is of no use
+            # A helper killed outright could not kill its probes: they carry its mark (Leftovers' scope begins
+            # with the pid of the process that ran them). Before reaping it, so that pid is not reused yet.
+            kill_marked(f"{proc.pid}-")
             with contextlib.suppress(subprocess.TimeoutExpired):
                 code = proc.wait(5)
-        if proc is not None:
-            # A helper killed outright could not kill its probes: they carry its mark (Leftovers' scope begins
-            # with the pid of the process that ran them).
-            kill_marked(f"{proc.pid}-")
         message = (f"probe helper (pid {proc.pid if proc else '?'}) ended with {_describe(code)} "
                    "while the probe ran").encode()
         log.warning("%s", message.decode())
