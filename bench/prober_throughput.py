@@ -5,14 +5,16 @@ demo game server, and a trivial `echo idle`), in alternating rounds of the same 
 
 - bare C: bench/bare_spawn.c, posix_spawn + wait in a tight loop, `concurrency` commands at a time;
 - bare Python: the same loop in Python (os.posix_spawn, os.wait);
-- prober: Gamekeeper's Prober with the probe spawner (runtime/spawn.py), over a fleet of pod records big
-  enough that it never runs out of due probes (period 1 s), `concurrency` slots;
+- prober: Gamekeeper's Prober with the probe spawner in its own process (runtime/spawn.py), over a fleet of pod
+  records big enough that it never runs out of due probes (period 1 s), `concurrency` slots;
+- prober, helper: the same Prober with the spawner in helper processes (runtime/spawn_helper.py, `--helpers`
+  of them);
 - prober, runtime.exec: the same Prober when the runtime offers no spawner (asyncio subprocesses, what
   `LocalRuntime.exec` does).
 
 Each figure is the median of the rounds; the ratios divide medians measured side by side.
 
-    python -m bench.prober_throughput [--seconds 3] [--rounds 3] [--concurrency 64] [--quick]
+    python -m bench.prober_throughput [--seconds 3] [--rounds 3] [--concurrency 64] [--helpers 1,2] [--quick]
 """
 
 from __future__ import annotations
@@ -31,10 +33,12 @@ from pathlib import Path
 from typing import Any
 
 from bench.common import EXAMPLES, Table, bare_c, bare_c_binary, bare_python, cpu_seconds, median, ratio
-from bench.harness import ExecOnly, link_workdirs, long_ago, pod_record, utc_now, with_spawner, write_image_map
+from bench.harness import ExecOnly, link_workdirs, long_ago, pod_record, utc_now, write_image_map
 from gamekeeper.control.prober import Prober
 from gamekeeper.runtime.images import load_image_map
 from gamekeeper.runtime.local import LocalRuntime
+from gamekeeper.runtime.spawn import ProbeSpawner, available
+from gamekeeper.runtime.spawn_helper import HelperSpawner, default_helpers
 from gamekeeper.store.sqlite import SqliteState, SqliteStore
 
 SEED = ["bash", "-c", "if ./idle.sh; then echo 'active'; else echo 'idle'; fi"]
@@ -93,6 +97,23 @@ class Setup:
         return names[:pods]
 
 
+def with_helpers(cpu: tuple[float, float], spawner: Any) -> tuple[float, float]:
+    """`cpu` with the spawn helpers' CPU added to the children's: their own and that of the probes they reaped."""
+    extra = 0.0
+    tick = os.sysconf("SC_CLK_TCK")
+    for helper in getattr(spawner, "helpers", ()):
+        if helper.pid is None:
+            continue
+        try:
+            with open(f"/proc/{helper.pid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        # utime, stime, cutime, cstime: fields 14-17 of proc(5), 12-15 after the name.
+        extra += sum(int(x) for x in fields[11:15]) / tick
+    return cpu[0], cpu[1] + extra
+
+
 async def prober_rate(setup: Setup, names: list[str], runtime: Any, concurrency: int, seconds: float,
                       period: float) -> tuple[float, float, float]:
     """(probes per second, parent CPU µs per probe, total CPU µs per probe) over `seconds`, once warm."""
@@ -104,9 +125,10 @@ async def prober_rate(setup: Setup, names: list[str], runtime: Any, concurrency:
     await asyncio.sleep(period)
     while prober.stats.runs < concurrency and time.monotonic() < deadline:
         await asyncio.sleep(0.05)
-    runs0, cpu0, t0 = prober.stats.runs, cpu_seconds(), time.perf_counter()
+    spawner = getattr(runtime, "probe_spawner", None)
+    runs0, cpu0, t0 = prober.stats.runs, with_helpers(cpu_seconds(), spawner), time.perf_counter()
     await asyncio.sleep(seconds)
-    runs1, cpu1, t1 = prober.stats.runs, cpu_seconds(), time.perf_counter()
+    runs1, cpu1, t1 = prober.stats.runs, with_helpers(cpu_seconds(), spawner), time.perf_counter()
     prober.stop()
     deadline = time.monotonic() + 10
     while prober.inflight > 0 and time.monotonic() < deadline:
@@ -131,6 +153,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--pods", type=int, help="pod records per command (default: 1.5 × what the bare loop runs "
                         "in one period, so the prober is never idle)")
     parser.add_argument("--quick", action="store_true", help="tiny run (smoke test)")
+    parser.add_argument("--helpers", help="helper process counts for the helper rows, comma-separated "
+                        "(default: what the spawner chooses on this machine)")
+    parser.add_argument("--no-helper", action="store_true", help="skip the helper rows")
     parser.add_argument("--no-exec-path", action="store_true", help="skip the runtime.exec (asyncio) row")
     parser.add_argument("--out", type=Path, help="JSON file (default bench/results/prober_throughput.json)")
     args = parser.parse_args(argv)
@@ -164,8 +189,9 @@ def main(argv: list[str] | None = None) -> int:
                        "with a 1 s period, more than the machine can probe, so the prober is never idle")
     table.notes.append("probes/s: median over the rounds; vs: median of the per-round ratios (the runners of a round "
                        "ran back to back); (rounds): the lowest and highest per-round ratio to bare Python")
-    table.notes.append("parent CPU: the starting process's CPU time per probe (not measured for the C loop); total "
-                       "CPU: with the probe commands' own (user + system, reaped children)")
+    table.notes.append("parent CPU: the starting process's CPU time per probe (not measured for the C loop; for the "
+                       "helper rows the controller's alone); total CPU: with the probe commands' own (user + system, "
+                       "reaped children) and the helpers' (theirs and their probes', from /proc, in clock ticks)")
     table.notes.append("CPU-bound ratio: total CPU per command of the bare C loop ÷ the runner's: the share of the "
                        "C loop's rate the runner reaches when the machine's cores are the limit (steadier than the "
                        "rates on a machine shared with other work)")
@@ -183,9 +209,20 @@ def run_command(setup: Setup, table: Table, binary: Path | None, label: str, com
         probe_rate = bare_python(command, cwd, args.concurrency, min(seconds, 1.0)).rate
         pods = max(args.concurrency * 2, math.ceil(probe_rate * period * 1.5))
     names = setup.fleet(f"bench-{label.split()[0]}", command, pods, period)
-    spawner_runtime = with_spawner(LocalRuntime(setup.state_dir, setup.images))
-    exec_runtime = ExecOnly(LocalRuntime(setup.state_dir, setup.images))
-    runners = ["bare C", "bare Python", "prober", "prober, runtime.exec"]
+    def spawner_runtime(spawner: ProbeSpawner | HelperSpawner | None) -> LocalRuntime:
+        runtime = LocalRuntime(setup.state_dir, setup.images, spawner=False)
+        runtime.probe_spawner = spawner
+        return runtime
+
+    probers: list[tuple[str, Any]] = [("prober", spawner_runtime(ProbeSpawner() if available() else None))]
+    if not args.no_helper and available():
+        counts = [int(c) for c in args.helpers.split(",")] if args.helpers else [default_helpers()]
+        for count in counts:
+            name = "prober, helper" if len(counts) == 1 else f"prober, {count} helper{'s' if count > 1 else ''}"
+            probers.append((name, spawner_runtime(HelperSpawner(helpers=count))))
+    if not args.no_exec_path:
+        probers.append(("prober, runtime.exec", ExecOnly(LocalRuntime(setup.state_dir, setup.images))))
+    runners = ["bare C", "bare Python", *(name for name, _ in probers)]
     figures: dict[str, list[float]] = {k: [] for k in runners}
     parent: dict[str, list[float]] = {k: [] for k in runners}
     total: dict[str, list[float]] = {k: [] for k in runners}
@@ -198,14 +235,16 @@ def run_command(setup: Setup, table: Table, binary: Path | None, label: str, com
         figures["bare Python"].append(bare.rate)
         total["bare Python"].append(bare.cpu_per_command * 1e6)
         parent["bare Python"].append(bare.parent_cpu_per_command * 1e6)
-        for runner, runtime in (("prober", spawner_runtime), ("prober, runtime.exec", exec_runtime)):
-            if runner != "prober" and args.no_exec_path:
-                continue
+        for runner, runtime in probers:
             rate, own, both = asyncio.run(prober_rate(setup, names, runtime, args.concurrency, seconds, period))
             figures[runner].append(rate)
             parent[runner].append(own)
             total[runner].append(both)
-    spawner = getattr(spawner_runtime, "probe_spawner", None)
+    for _, runtime in probers:
+        closing = getattr(getattr(runtime, "probe_spawner", None), "close", None)
+        if closing is not None:
+            closing()
+    spawner = getattr(probers[0][1], "probe_spawner", None)
     limit_cpu = median(total["bare C"]) if total["bare C"] else median(total["bare Python"])
     for runner, values in figures.items():
         if not values:

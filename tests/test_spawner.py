@@ -117,7 +117,16 @@ def test_shared_environment_with_per_call_overrides(tmp_path: Path) -> None:
     assert base["POD_NAME"] == "base"  # the shared environment is never changed
 
 
-def test_the_embedded_runtime_offers_the_spawner(tmp_path: Path) -> None:
+def test_the_embedded_runtime_offers_the_spawner(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("GK_SPAWN", raising=False)
+    monkeypatch.delenv("GK_SPAWN_HELPERS", raising=False)
+    runtime = LocalRuntime(tmp_path, ImageMap(None, {}))
+    assert runtime.probe_spawner is not None
+    # One helper on 2 cores or fewer, one per core above.
+    cores = os.cpu_count() or 1
+    assert runtime.probe_spawner.backend == f"helper ×{cores if cores > 2 else 1}"
+    runtime.close()
+    monkeypatch.setenv("GK_SPAWN", "inline")
     runtime = LocalRuntime(tmp_path, ImageMap(None, {}))
     assert runtime.probe_spawner is not None
     assert runtime.probe_spawner.backend == "posix_spawn"

@@ -63,7 +63,8 @@ from gamekeeper.runtime.adoption import (
 )
 from gamekeeper.runtime.images import ImageMap, UnknownImage
 from gamekeeper.runtime.network import RETRY_SECONDS, PodNetwork
-from gamekeeper.runtime.spawn import PROBE_MARK, Leftovers, ProbeSpawner, default_spawner
+from gamekeeper.runtime.spawn import PROBE_MARK, Leftovers, ProbeSpawner
+from gamekeeper.runtime.spawn_helper import HelperSpawner, probe_spawner
 
 log = logging.getLogger("gamekeeper.kubelet")
 
@@ -304,9 +305,10 @@ class LocalRuntime:
         self.paths = LocalPaths(state_dir)
         self.images = images
         # The prober starts exec probes through this (with exec_context) instead of `exec`: posix_spawn, output to
-        # memory files, exits on one epoll (runtime/spawn.py, docs/performance.md). None where the platform
-        # lacks pidfd/memfd/epoll; `exec` (asyncio subprocesses) then serves the probes too.
-        self.probe_spawner: ProbeSpawner | None = default_spawner() if spawner else None
+        # memory files, exits on one epoll (runtime/spawn.py), in a helper process unless GK_SPAWN=inline
+        # (runtime/spawn_helper.py, docs/performance.md). None where the platform lacks pidfd/memfd/epoll;
+        # `exec` (asyncio subprocesses) then serves the probes too.
+        self.probe_spawner: ProbeSpawner | HelperSpawner | None = probe_spawner() if spawner else None
         self.leftovers = Leftovers()  # of the probes `exec` runs
 
     def close(self) -> None:

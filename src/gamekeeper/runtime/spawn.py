@@ -134,6 +134,25 @@ class Leftovers:
         return killed
 
 
+def kill_marked(prefix: str) -> int:
+    """Kill every process whose `GK_PROBE` mark starts with `prefix` (the runs of a spawner that died)."""
+    needle, me, killed = f"{PROBE_MARK}={prefix}".encode(), os.getpid(), 0
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit() or int(entry.name) == me:
+            continue
+        try:
+            with open(f"/proc/{entry.name}/environ", "rb") as f:
+                data = f.read()
+        except OSError:
+            continue
+        at = data.find(needle)
+        if at >= 0 and (at == 0 or data[at - 1] == 0):
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(int(entry.name), signal.SIGKILL)
+                killed += 1
+    return killed
+
+
 def capped_output(fd: int, limit: int) -> bytes:
     """What a command wrote to a memory file made by `output_file` (at most `limit` bytes)."""
     # The file's offset is shared with the command's descriptor: it says how much was written (the file's size
@@ -598,4 +617,4 @@ def default_spawner() -> ProbeSpawner | None:
 
 
 __all__ = ["PROBE_MARK", "Leftovers", "ProbeSpawner", "Running", "available", "capped_output", "default_spawner",
-           "encode_env", "output_file"]
+           "encode_env", "kill_marked", "output_file"]
