@@ -1,7 +1,7 @@
 """A small Kubernetes API emulator for the Kubernetes-mode bench (bench/kube_scale.py).
 
 Just what `gk operator` uses, over plain HTTP on 127.0.0.1: discovery, list (equality and existence label
-selectors), watch from a resourceVersion (replayed from a bounded history, 410 Gone before it), get,
+selectors, limit/continue pages), watch from a resourceVersion (replayed from a bounded history, 410 Gone before it), get,
 create, JSON merge patch (a `metadata.resourceVersion` in the body is a precondition: 409 when stale), PUT,
 the status subresource (the main resource ignores status and vice versa), delete with background cascade
 through ownerReferences. One global resourceVersion; generation bumps on spec changes.
@@ -129,6 +129,7 @@ class Emulator:
         # pods/exec (the operator's exec probe path): the answer comes from this callable, at once.
         self.exec_answer: ExecAnswer = lambda namespace, pod, container, argv: (0, b"")
         self.last_write = time.monotonic()
+        self._continues: dict[str, tuple[int, list[Obj]]] = {}  # list continue token -> (rv, the rest)
         self._runner: web.AppRunner | None = None
         self.url = ""
 
@@ -314,11 +315,28 @@ class Emulator:
         return obj
 
     def _list(self, request: web.Request, res: Resource, namespace: str | None) -> web.Response:
-        selector = request.query.get("labelSelector")
-        items = [o for (ns, _), o in self.objects[res.plural].items()
-                 if namespace in (None, ns) and selector_matches(selector, o["metadata"].get("labels") or {})]
-        body = {"kind": f"{res.kind}List", "apiVersion": res.api_version,
-                "metadata": {"resourceVersion": str(self.rv)}, "items": items}
+        token = request.query.get("continue")
+        if token:
+            # Later pages come from the snapshot the first page took, as the API server serves them from one
+            # resourceVersion; an unknown (expired) token is 410, as there.
+            snapshot = self._continues.pop(token, None)
+            if snapshot is None:
+                raise Failure(410, "Expired", "the provided continue parameter is too old")
+            rv, items = snapshot
+        else:
+            selector = request.query.get("labelSelector")
+            rv = self.rv
+            items = [o for (ns, _), o in self.objects[res.plural].items()
+                     if namespace in (None, ns) and selector_matches(selector, o["metadata"].get("labels") or {})]
+        limit = int(request.query.get("limit") or 0)
+        meta: dict[str, Any] = {"resourceVersion": str(rv)}
+        if 0 < limit < len(items):
+            items, rest = items[:limit], items[limit:]
+            meta["continue"] = uuid.uuid4().hex
+            self._continues[meta["continue"]] = (rv, rest)
+            while len(self._continues) > 64:
+                self._continues.pop(next(iter(self._continues)))
+        body = {"kind": f"{res.kind}List", "apiVersion": res.api_version, "metadata": meta, "items": items}
         return web.Response(body=json.dumps(body, separators=(",", ":")), content_type="application/json")
 
     async def _watch(self, request: web.Request, res: Resource, namespace: str | None) -> web.StreamResponse:

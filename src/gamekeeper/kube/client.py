@@ -229,6 +229,27 @@ class KubeClient:
         items = [_as_obj(item, res) for item in (data or {}).get("items") or []]
         return items, str(((data or {}).get("metadata") or {}).get("resourceVersion") or "")
 
+    async def list_pages(
+        self, res: Resource, namespace: str | None = None, label_selector: str | None = None, limit: int = 500
+    ) -> AsyncIterator[tuple[builtins.list[Obj], str]]:
+        """A listing in pages of at most `limit` (the API's limit/continue), each with the list's resourceVersion
+        (one snapshot across the pages). A continue token that has expired is 410 Gone, raised as `Gone`: the
+        caller lists again from the start. A server that ignores `limit` answers in one page."""
+        token: str | None = None
+        while True:
+            params: dict[str, str] = {"limit": str(limit)}
+            if label_selector:
+                params["labelSelector"] = label_selector
+            if token:
+                params["continue"] = token
+            data = await self.request("GET", res.path(namespace), params=params,
+                                      what=self._what(res, namespace, None)) or {}
+            meta = data.get("metadata") or {}
+            yield [_as_obj(item, res) for item in data.get("items") or []], str(meta.get("resourceVersion") or "")
+            token = meta.get("continue") or None
+            if token is None:
+                return
+
     async def create(self, res: Resource, obj: Obj) -> Obj:
         namespace = (obj.get("metadata") or {}).get("namespace")
         name = (obj.get("metadata") or {}).get("name")

@@ -23,7 +23,7 @@ import copy
 import logging
 import secrets
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -95,7 +95,8 @@ class KubeStore:
     def add_kind(self, kind: str, label_selector: str | None = None) -> Informer:
         """Cache one more kind (before start)."""
         informer = Informer(
-            self.client, resource_for(kind), self.namespace, label_selector, watch_timeout=self.watch_timeout
+            self.client, resource_for(kind), self.namespace, label_selector, watch_timeout=self.watch_timeout,
+            index_label=OWNER_GSS_KEY,
         )
         informer.listeners.append(self._on_informer_change)
         self.informers[kind] = informer
@@ -179,20 +180,26 @@ class KubeStore:
     async def list(
         self, kind: str, namespace: str | None = None, labels: Mapping[str, str] | None = None
     ) -> builtins.list[Obj]:
+        return builtins.list(await self._listing(kind, namespace, labels))
+
+    async def _listing(
+        self, kind: str, namespace: str | None, labels: Mapping[str, str] | None
+    ) -> Iterable[Obj]:
+        """The objects, sorted by (namespace, name); from the cache, decoded one at a time as they are reached."""
         informer = self.informers.get(kind)
         if informer is not None:
-            items = informer.objects()
-            if namespace is not None:
-                items = [o for o in items if o["metadata"].get("namespace") == namespace]
+            owner = (labels or {}).get(OWNER_GSS_KEY)
+            items: Iterable[Obj] = informer.objects(namespace, owner)
         else:
             selector = ",".join(f"{k}={v}" for k, v in (labels or {}).items()) or None
-            items, _ = await self.client.list(resource_for(kind), namespace, selector)
+            listed, _ = await self.client.list(resource_for(kind), namespace, selector)
+            items = sorted(listed, key=lambda o: (o["metadata"].get("namespace") or "", o["metadata"]["name"]))
         if labels:
-            items = [
+            items = (
                 o for o in items
                 if all((o["metadata"].get("labels") or {}).get(k) == v for k, v in labels.items())
-            ]
-        return sorted(items, key=lambda o: (o["metadata"].get("namespace") or "", o["metadata"]["name"]))
+            )
+        return items
 
     async def list_projected(
         self,
@@ -201,7 +208,7 @@ class KubeStore:
         namespace: str | None = None,
         labels: Mapping[str, str] | None = None,
     ) -> builtins.list[Obj]:
-        return [project(o, paths) for o in await self.list(kind, namespace, labels)]
+        return [project(o, paths) for o in await self._listing(kind, namespace, labels)]
 
     # -- writes -----------------------------------------------------------------------------------------
 
