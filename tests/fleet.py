@@ -14,6 +14,8 @@ from typing import Any
 
 import yaml
 
+from tests.procs import working_in
+
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "examples"
 IMAGES = EXAMPLES / "images.yaml"
@@ -100,13 +102,15 @@ def state(gs: dict[str, Any]) -> str:
     return str((gs.get("status") or {}).get("currentState"))
 
 
-def wait_for(check: Callable[[], bool], what: str, timeout: float = 60, interval: float = 0.2) -> None:
+def wait_for(check: Callable[[], bool], what: str, timeout: float = 60, interval: float = 0.2,
+             detail: Callable[[], str] | None = None) -> None:
+    """Poll `check`; on time-out fail with `what` and, when given, `detail()` (a log tail, say)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if check():
             return
         time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}" + (f"\n{detail()}" if detail else ""))
 
 
 def seed_yaml(name: str, fast: bool = True) -> dict[str, Any]:
@@ -121,17 +125,4 @@ def seed_yaml(name: str, fast: bool = True) -> dict[str, Any]:
 
 
 def processes_under(directory: Path) -> list[int]:
-    root = str(directory.resolve())
-    out = []
-    for entry in os.scandir("/proc"):
-        if not entry.name.isdigit():
-            continue
-        try:
-            cwd = os.readlink(f"/proc/{entry.name}/cwd")
-            with open(f"/proc/{entry.name}/stat", "rb") as f:
-                st = f.read().rsplit(b")", 1)[1].split()[0]
-        except OSError:
-            continue
-        if (cwd == root or cwd.startswith(root + os.sep)) and st != b"Z":
-            out.append(int(entry.name))
-    return out
+    return [pid for pid, _, _ in working_in(directory)]

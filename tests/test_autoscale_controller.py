@@ -240,3 +240,71 @@ def test_a_new_spec_is_polled_at_once_but_a_status_write_is_not(state: SqliteSta
 
     asyncio.run(main())
     assert replicas(state) == 2 and len(polls) == 2  # current 3 above maxReplicaCount 2
+
+
+def test_a_restart_inside_the_stabilization_window_does_not_scale_down_early(state: SqliteState) -> None:
+    fleet(state, ["None", "None", "None"])
+    window = {"horizontalPodAutoscalerConfig": {"behavior": {"scaleDown": {"stabilizationWindowSeconds": 30}}}}
+    state.create(scaled_object(advanced=window))
+    clock = Clock()
+    assert not asyncio.run(poll(Autoscaler(SqliteStore(state), clock), state)).scaled  # recommends 3 at t=0
+    fleet(state, ["None", "WaitToBeDeleted", "WaitToBeDeleted"])
+    clock.advance(10)
+    restarted = Autoscaler(SqliteStore(state), clock)  # a new process: only the store carries the window
+    outcome = asyncio.run(poll(restarted, state))
+    assert not outcome.scaled and "stabilization window" in outcome.why
+    # When the first process stopped is not recorded, so its last recommendation counts until the restart (t=10):
+    # the window ends 30 s after that, never before the one an uninterrupted controller would have kept.
+    clock.advance(25)
+    assert not asyncio.run(poll(restarted, state)).scaled
+    clock.advance(6)
+    assert asyncio.run(poll(restarted, state)).replicas == 1
+
+
+def test_the_window_is_written_only_when_it_changes(state: SqliteState) -> None:
+    fleet(state, ["None", "None", "None"])
+    window = {"horizontalPodAutoscalerConfig": {"behavior": {"scaleDown": {"stabilizationWindowSeconds": 30}}}}
+    state.create(scaled_object(advanced=window))
+    clock = Clock()
+    scaler = Autoscaler(SqliteStore(state), clock)
+    asyncio.run(poll(scaler, state))
+    rv = state.current_rv()
+    for _ in range(3):  # the same recommendation again: nothing a decision reads has changed
+        clock.advance(1)
+        asyncio.run(poll(scaler, state))
+    assert state.current_rv() == rv
+    fleet(state, ["None", "WaitToBeDeleted", "WaitToBeDeleted"])
+    clock.advance(1)
+    asyncio.run(poll(scaler, state))
+    own = state.get("ScaledObject", NS, "minecraft")["status"]["gamekeeper"]
+    assert own["hpa"]["recommendations"] == [[clock.now.timestamp() - 1, 3]] and own["hpa"]["recommending"] == 1
+
+
+def test_a_restart_keeps_the_last_branch(state: SqliteState) -> None:
+    """The WaitToBeDeleted turn of OKG #302 (the test above) survives a restart between the two polls."""
+    fleet(state, ["Allocated", "WaitToBeDeleted", "WaitToBeDeleted"])
+    state.create(scaled_object({"minAvailable": "1"}))
+    first = asyncio.run(poll(Autoscaler(SqliteStore(state), Clock()), state))
+    assert (first.branch, first.replicas) == ("min", 4)
+    assert state.get("ScaledObject", NS, "minecraft")["status"]["gamekeeper"]["lastBranch"] == "min"
+    fleet(state, ["Allocated", "WaitToBeDeleted", "WaitToBeDeleted", "Allocated"])
+    second = asyncio.run(poll(Autoscaler(SqliteStore(state), Clock()), state))
+    assert (second.branch, second.replicas) == ("waitToBeDeleted", 2)
+
+
+def test_a_restart_keeps_the_cooldown(state: SqliteState) -> None:
+    fleet(state, ["None", "None"])
+    state.create(scaled_object(minReplicaCount=0, cooldownPeriod=30))
+    clock = Clock()
+    scaler = Autoscaler(SqliteStore(state), clock)
+    asyncio.run(poll(scaler, state))  # active at t=0
+    fleet(state, ["WaitToBeDeleted", "WaitToBeDeleted"])
+    clock.advance(5)
+    asyncio.run(poll(scaler, state))  # inactive from here on: when it was last active is written down
+    status = state.get("ScaledObject", NS, "minecraft")["status"]
+    assert status["lastActiveTime"] == "2026-01-01T00:00:00Z"
+    clock.advance(20)
+    restarted = Autoscaler(SqliteStore(state), clock)
+    assert asyncio.run(poll(restarted, state)).replicas != 0  # 25 s inactive: the cooldown still runs
+    clock.advance(6)
+    assert asyncio.run(poll(restarted, state)).replicas == 0

@@ -10,6 +10,8 @@ from gamekeeper.core.hpa import (
     Rules,
     behavior_from_spec,
     hpa_desired,
+    hpa_record,
+    hpa_restore,
     keda_desired,
 )
 
@@ -78,3 +80,35 @@ def test_keda_zero_and_cooldown() -> None:
     assert keda_desired(301, 2, 0, False, 0, spec, state)[0] == 0
     with_floor = KedaSpec(min_replicas=1, max_replicas=10, cooldown_period=0, behavior=OKG_DOC)
     assert keda_desired(301, 2, 0, False, 0, with_floor, HpaState()) == (1, "floored at minReplicaCount 1")
+
+
+def test_the_record_restored_at_the_last_poll_decides_as_the_state_it_was_made_from() -> None:
+    """hpa_record keeps only the latest time of each run of equal recommendations: nothing a decision reads."""
+    import json
+    import random
+
+    rng = random.Random(7)
+    behavior = behavior_from_spec({"scaleUp": {"stabilizationWindowSeconds": 20},
+                                   "scaleDown": {"stabilizationWindowSeconds": 45}})
+    for _ in range(300):  # enough fleets that runs of one value cross a window's edge
+        state, now, current = HpaState(), 0.0, 5
+        for _ in range(rng.randint(1, 30)):
+            now += rng.choice([5, 15])
+            current = hpa_desired(now, current, rng.choice([2, 3, 3, 8]), 1, 10, behavior, state)[0]
+        restored = hpa_restore(json.loads(json.dumps(hpa_record(state))), now)  # through a JSON status
+        for _ in range(10):
+            now += rng.choice([5, 15])
+            recommended = rng.choice([1, 3, 9])
+            answer = hpa_desired(now, current, recommended, 1, 10, behavior, state)
+            assert hpa_desired(now, current, recommended, 1, 10, behavior, restored) == answer
+            current = answer[0]
+
+
+def test_a_record_that_repeats_the_same_recommendation_does_not_change() -> None:
+    state = HpaState()
+    hpa_desired(0, 3, 3, 1, 10, OKG_DOC, state)
+    first = hpa_record(state)
+    for t in (5, 10, 15):
+        hpa_desired(t, 3, 3, 1, 10, OKG_DOC, state)
+    assert hpa_record(state) == first == {"recommendations": [], "recommending": 3}
+    assert hpa_restore({"recommendations": "junk"}, 20) == HpaState()

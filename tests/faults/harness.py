@@ -28,7 +28,8 @@ from gamekeeper.api.models import GS_DELETE_PRIORITY_KEY, GS_OPS_STATE_KEY, LIFE
 from gamekeeper.core.update import pod_ready
 from gamekeeper.runtime.local import parse_container_id, process_start_time
 from gamekeeper.store.sqlite import SqliteState
-from tests.fleet import Fleet
+from tests.fleet import Fleet, wait_for
+from tests.procs import cmdline, working_in
 
 NS = "default"
 GAME_SH = """\
@@ -109,27 +110,14 @@ class Proc:
 
 def census(state_dir: Path) -> list[Proc]:
     """Every live (non-zombie) process whose working directory is inside `<state>/pods/<ns>/`."""
-    root = str((state_dir / "pods" / NS).resolve()) + os.sep
+    root = str((state_dir / "pods" / NS).resolve())
     out = []
-    for entry in os.scandir("/proc"):
-        if not entry.name.isdigit():
+    for pid, cwd, fields in working_in(state_dir / "pods" / NS):
+        args = cmdline(pid)
+        if cwd == root or args is None:
             continue
-        try:
-            cwd = os.readlink(f"/proc/{entry.name}/cwd")
-            with open(f"/proc/{entry.name}/stat", "rb") as f:
-                stat = f.read()
-            with open(f"/proc/{entry.name}/cmdline", "rb") as f:
-                cmdline = f.read()
-        except OSError:
-            continue
-        if not cwd.startswith(root):
-            continue
-        fields = stat[stat.rindex(b")") + 2:].split()
-        if fields[0] == b"Z":
-            continue
-        parts = cwd[len(root):].split(os.sep)
-        out.append(Proc(int(entry.name), int(fields[1]), int(fields[19]), tuple(cmdline.rstrip(b"\0").split(b"\0")),
-                        parts[0], parts[1] if len(parts) > 1 else ""))
+        parts = cwd[len(root) + 1:].split(os.sep)
+        out.append(Proc(pid, int(fields[1]), int(fields[19]), args, parts[0], parts[1] if len(parts) > 1 else ""))
     return out
 
 
@@ -146,20 +134,6 @@ def games_by_pod(procs: Iterable[Proc]) -> dict[tuple[str, str], list[Proc]]:
         if p.ppid not in pids:
             out.setdefault((p.pod, p.container), []).append(p)
     return out
-
-
-def zombies_of(pid: int) -> list[int]:
-    found = []
-    for entry in os.scandir("/proc"):
-        if entry.name.isdigit():
-            try:
-                stat = Path(f"/proc/{entry.name}/stat").read_bytes()
-            except OSError:
-                continue
-            fields = stat[stat.rindex(b")") + 2:].split()
-            if fields[0] == b"Z" and int(fields[1]) == pid:
-                found.append(int(entry.name))
-    return found
 
 
 def rss_kib(pid: int) -> int:
@@ -405,9 +379,4 @@ def kill_pid(pid: int, sig: int = signal.SIGKILL) -> None:
 
 
 def wait_until(check: Callable[[], bool], what: str, timeout: float, fleet: Fleet) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():
-            return
-        time.sleep(0.2)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}\n--- log:\n{fleet.log()[-3000:]}")
+    wait_for(check, what, timeout, detail=lambda: f"--- log:\n{fleet.log()[-3000:]}")

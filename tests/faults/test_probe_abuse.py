@@ -23,10 +23,10 @@ from tests.faults.harness import (
     rss_kib,
     settle,
     wait_until,
-    zombies_of,
 )
 from tests.faults.settings import SHORT_ITERATIONS, FaultConfig
 from tests.fleet import Fleet
+from tests.procs import zombies_of
 
 pytestmark = [pytest.mark.faults, pytest.mark.slow]
 

@@ -172,6 +172,8 @@ class ScaledObject(Model):
     kind: Literal["ScaledObject"]
     metadata: ObjectMeta
     spec: ScaledObjectSpec
+    # KEDA's fields, and `gamekeeper` (the embedded autoscaler's windows and last branch, control/autoscale.py):
+    # the controllers' to write, so not checked here.
     status: dict[str, Any] | None = None
 
 

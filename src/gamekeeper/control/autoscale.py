@@ -4,6 +4,10 @@ The scaler is the built-in one (core/autoscale.py, whatever `scalerAddress` says
 other), and KEDA + HPA are core/hpa.py. Scaling writes `spec.replicas` of the set, the same write as `gk scale`,
 so scale-in order is the set controller's as always.
 
+What KEDA's HPA keeps in memory (stabilization windows, recent scale events) and the scaler's last branch are
+kept in the ScaledObject's `status.gamekeeper`, and the last active time in KEDA's own `status.lastActiveTime`,
+both written only when they change, so a restarted controller goes on where it stopped.
+
 Safety: a set that cannot be read (missing, no status yet, pods not listable) or metadata the scaler refuses
 means no scaling at all that poll, never a fall to zero. A `spec.replicas` changed by someone else is
 overridden at the next poll, as KEDA's HPA would, and the event says so.
@@ -15,9 +19,10 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from gamekeeper.api.models import OWNER_GSS_KEY
@@ -27,9 +32,9 @@ from gamekeeper.api.scaledobject import (
     DEFAULT_MIN_REPLICA_COUNT,
     DEFAULT_POLLING_INTERVAL,
 )
-from gamekeeper.api.times import format_time
+from gamekeeper.api.times import ZERO, format_time, parse_time
 from gamekeeper.core.autoscale import FleetCounts, ScalerError, count_pods, desired_replicas, is_active
-from gamekeeper.core.hpa import HpaState, KedaSpec, behavior_from_spec, keda_desired
+from gamekeeper.core.hpa import HpaState, KedaSpec, behavior_from_spec, hpa_record, hpa_restore, keda_desired
 from gamekeeper.ports.store import Change, Conflict, NotFound, Obj, Store, StoreError, spec_version
 
 log = logging.getLogger("gamekeeper.autoscale")
@@ -46,6 +51,25 @@ class _Tracked:
     last_set: int | None = None  # the replicas this autoscaler last wrote
     previous: str | None = None  # the scaler's last branch (WaitToBeDeleted removal takes turns with min)
     hpa: HpaState = field(default_factory=HpaState)
+
+
+def _restored(so: Obj, now: float) -> _Tracked:
+    """What an earlier run of the autoscaler left in the status: its windows, last branch and last active time."""
+    status = so.get("status") or {}
+    own = status.get("gamekeeper")
+    own = own if isinstance(own, dict) else {}
+    active = next((c.get("status") for c in status.get("conditions") or [] if c.get("type") == "Active"), None)
+    last_active = now
+    if active != "True":  # while active, nothing is older than now; else the time it stopped being active
+        try:
+            seen = parse_time(status.get("lastActiveTime"))
+        except (TypeError, ValueError, AttributeError):
+            seen = ZERO
+        if seen != ZERO:
+            last_active = min(now, seen.timestamp())
+    previous = own.get("lastBranch")
+    return _Tracked(uid=so["metadata"].get("uid", ""), last_active=last_active,
+                    previous=previous if isinstance(previous, str) else None, hpa=hpa_restore(own.get("hpa"), now))
 
 
 @dataclass(frozen=True)
@@ -117,7 +141,7 @@ class Autoscaler:
                 seen.add(key)
                 tracked = self._tracked.get(key)
                 if tracked is None or tracked.uid != so["metadata"].get("uid", ""):
-                    tracked = self._tracked[key] = _Tracked(uid=so["metadata"].get("uid", ""), last_active=now)
+                    tracked = self._tracked[key] = _restored(so, now)
                 # A new spec takes effect now, as KEDA re-reads it; a status write (ours) does not re-poll.
                 if tracked.spec != spec_version(so):
                     tracked.spec = spec_version(so)
@@ -141,7 +165,9 @@ class Autoscaler:
         ns, name = so["metadata"]["namespace"], so["metadata"]["name"]
         now_dt = self.clock()
         now = now_dt.timestamp()
-        tracked = self._tracked.setdefault((ns, name), _Tracked(uid=so["metadata"].get("uid", ""), last_active=now))
+        tracked = self._tracked.get((ns, name))
+        if tracked is None:
+            tracked = self._tracked[(ns, name)] = _restored(so, now)
         spec = so["spec"]
         target = spec["scaleTargetRef"]["name"]
         metadata = {k: str(v) for k, v in spec["triggers"][0].get("metadata", {}).items()}
@@ -149,7 +175,7 @@ class Autoscaler:
         if outcome.scaled:
             await self._scale(so, outcome, tracked, now_dt)
         self._log(outcome)
-        await self._write_status(so, outcome, now_dt if outcome.scaled else None)
+        await self._write_status(so, outcome, tracked, now_dt if outcome.scaled else None)
         self.last[(ns, name)] = outcome
         if self.observe is not None:
             self.observe(outcome)
@@ -226,7 +252,7 @@ class Autoscaler:
         }
         log.log(logging.INFO if o.branch != "hold" else logging.WARNING, "autoscale decision", extra=extra)
 
-    async def _write_status(self, so: Obj, o: Outcome, scaled_at: datetime | None) -> None:
+    async def _write_status(self, so: Obj, o: Outcome, tracked: _Tracked, scaled_at: datetime | None) -> None:
         old = so.get("status") or {}
         ready = o.branch != "hold"
         status: dict[str, Any] = {
@@ -243,6 +269,16 @@ class Autoscaler:
         last_scale = format_time(scaled_at) if scaled_at is not None else old.get("lastScaleTime")
         if last_scale:
             status["lastScaleTime"] = last_scale
+        # Written when the scaler stops being active (not at every active poll); rounded up to the second, so
+        # that a restart never starts the cooldown earlier.
+        last_active = (format_time(datetime.fromtimestamp(math.ceil(tracked.last_active), UTC))
+                       if o.active is False else old.get("lastActiveTime"))
+        if last_active:
+            status["lastActiveTime"] = last_active
+        own: dict[str, Any] = {"hpa": hpa_record(tracked.hpa)}
+        if tracked.previous is not None:
+            own["lastBranch"] = tracked.previous
+        status["gamekeeper"] = own
         if {k: old.get(k) for k in status} == status:
             return
         with contextlib.suppress(NotFound):

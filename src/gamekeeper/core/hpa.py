@@ -70,11 +70,52 @@ def behavior_from_spec(spec: Mapping[str, Any] | None) -> Behavior:
 
 @dataclass
 class HpaState:
-    """What the HPA controller remembers per autoscaler (lost on restart there too)."""
+    """What the HPA controller remembers per autoscaler (in memory there; hpa_record / hpa_restore keep it here)."""
 
     recommendations: list[tuple[float, int]] = field(default_factory=list)
     scale_up_events: list[tuple[float, int]] = field(default_factory=list)
     scale_down_events: list[tuple[float, int]] = field(default_factory=list)
+
+
+def hpa_record(state: HpaState) -> dict[str, Any]:
+    """The state in a form that changes only when a decision could: for status.gamekeeper.hpa (minimal writes).
+
+    Every poll adds a recommendation, but stabilization reads only the latest time of each run of equal ones;
+    so a run is kept as `[its last time, value]` once another value has followed it, and the run still going on
+    as its value alone (`recommending`): a poll repeating it changes nothing that is written."""
+    runs: list[list[float | int]] = []
+    for at, value in state.recommendations:
+        if runs and runs[-1][1] == value:
+            runs[-1][0] = at
+        else:
+            runs.append([at, value])
+    record: dict[str, Any] = {"recommendations": runs[:-1]}
+    if runs:
+        record["recommending"] = runs[-1][1]
+    if state.scale_up_events:
+        record["scaleUpEvents"] = [list(e) for e in state.scale_up_events]
+    if state.scale_down_events:
+        record["scaleDownEvents"] = [list(e) for e in state.scale_down_events]
+    return record
+
+
+def hpa_restore(record: Mapping[str, Any] | None, now: float) -> HpaState:
+    """The state from hpa_record's form, read at a restart at `now`; a malformed record is an empty state.
+
+    The run still going on when the record was written counts as recommended until `now`: when the controller
+    stopped is not known, and counting it longer only holds a scale-down (or up) back, never hurries one."""
+    if not isinstance(record, Mapping):
+        return HpaState()
+    try:
+        def pairs(key: str) -> list[tuple[float, int]]:
+            return [(float(at), int(value)) for at, value in record.get(key) or []]
+
+        recommendations = pairs("recommendations")
+        if isinstance(record.get("recommending"), int):
+            recommendations.append((now, int(record["recommending"])))
+        return HpaState(recommendations, pairs("scaleUpEvents"), pairs("scaleDownEvents"))
+    except (TypeError, ValueError):
+        return HpaState()
 
 
 def _changed_in_period(events: list[tuple[float, int]], now: float, period: int) -> int:
