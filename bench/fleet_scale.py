@@ -183,7 +183,7 @@ async def _one_fleet(tmp: Path, size: int, kubelet: str, period: int, window: fl
         prober = controller.manager.prober
         stats = prober.stats
         rv_before = controller.state.current_rv()
-        reconciles_before = sum(q.processed for q in controller.manager.queues())
+        reconciles_before = {q.name: q.processed for q in controller.manager.queues()}
         before = (stats.runs, stats.skipped, stats.late, controller.state.writes, *cpu_seconds(), time.monotonic())
         stats.max_delay = 0.0
         lag = LoopLag()
@@ -206,7 +206,9 @@ async def _one_fleet(tmp: Path, size: int, kubelet: str, period: int, window: fl
             "controller_cpu_us_per_probe": (after[4] - before[4]) / max(runs, 1) * 1e6,
             "loop_lag_max": lag.worst,
             # Every work queue's reconciles in the window (a resync falls in it): nothing changes, so ideally 0.
-            "reconciles": sum(q.processed for q in controller.manager.queues()) - reconciles_before,
+            "reconciles": sum(q.processed - reconciles_before[q.name] for q in controller.manager.queues()),
+            "reconciles_by_queue": {q.name: q.processed - reconciles_before[q.name]
+                                    for q in controller.manager.queues()},
             # What was written in the window, if anything (the change feed keeps the last 50,000 changes).
             "writes_by_kind": dict(reader.execute(
                 "SELECT kind, count(*) FROM changes WHERE rv > ? GROUP BY kind", (rv_before,)).fetchall()),
