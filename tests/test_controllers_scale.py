@@ -376,3 +376,31 @@ async def test_set_wide_reconciles_read_projections_and_decide_as_before(store: 
     store.whole.pop()  # the check's own listing just above
     assert [w for w in store.whole if w[0] == "Pod"] == []
     assert any(kind == "Pod" for kind, _, _ in store.lists)
+
+
+@pytest.mark.asyncio
+async def test_set_wide_reconciles_let_other_tasks_run(store: CountingStore) -> None:
+    from gamekeeper.control.pace import SLICE
+
+    size = 2 * SLICE + 1  # three slices: at least two yields per walk
+    await make_set(store, "big", size)
+    await WorkloadController(store, now).reconcile(NS, "big")
+    assert len(await store.list_projected("Pod", (), NS, {OWNER_GSS_KEY: "big"})) == size
+    turns = 0
+
+    async def bystander() -> None:
+        nonlocal turns
+        while True:
+            turns += 1
+            await asyncio.sleep(0)
+
+    task = asyncio.create_task(bystander())
+    await asyncio.sleep(0)
+    try:
+        # The SQLite store never suspends: without the yields, the bystander would not run until each returned.
+        for reconcile in (GameServerSetController(store, now).reconcile, WorkloadController(store, now).reconcile):
+            before = turns
+            await reconcile(NS, "big")
+            assert turns - before >= 2, reconcile
+    finally:
+        task.cancel()

@@ -55,7 +55,7 @@ from gamekeeper.core.update import (
     revision_name,
     template_diff,
 )
-from gamekeeper.ports.store import AlreadyExists, Conflict, NotFound, Obj, Store
+from gamekeeper.ports.store import AlreadyExists, Conflict, NotFound, Obj, Store, project
 
 log = logging.getLogger("gamekeeper.workload")
 
@@ -149,6 +149,8 @@ class WorkloadController:
                 revision, template = update_rev, spec["template"]
             created = await self._create_pod(workload, ordinal, template, revision)
             if created is not None:
+                # Kept as the listed pods are (scaling up by thousands held every whole new pod to the end).
+                created = project(created, MEMBER_PATHS)
                 members.append(created)
                 views.append(self._view(created, update_rev, strategy, diffs, now))
                 created_now.add(created["metadata"]["name"])

@@ -235,7 +235,7 @@ def probe_message(exit_code: int, stdout: bytes, stderr: bytes) -> str:
     return raw[:MAX_MESSAGE_BYTES].decode("utf-8", errors="ignore")
 
 
-@dataclass
+@dataclass(slots=True)  # one per (game server, quality): no instance dict
 class ProbeWorker:
     """Consecutive-result thresholds for one (game server, quality), as kubelet's probe worker counts them."""
 
