@@ -122,9 +122,8 @@ def test_the_embedded_runtime_offers_the_spawner(tmp_path: Path, monkeypatch: py
     monkeypatch.delenv("GK_SPAWN_HELPERS", raising=False)
     runtime = LocalRuntime(tmp_path, ImageMap(None, {}))
     assert runtime.probe_spawner is not None
-    # One helper on 2 cores or fewer, one per core above.
-    cores = os.cpu_count() or 1
-    assert runtime.probe_spawner.backend == f"helper ×{cores if cores > 2 else 1}"
+    # One helper per core.
+    assert runtime.probe_spawner.backend == f"helper ×{os.cpu_count() or 1}"
     runtime.close()
     monkeypatch.setenv("GK_SPAWN", "inline")
     runtime = LocalRuntime(tmp_path, ImageMap(None, {}))
