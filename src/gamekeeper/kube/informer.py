@@ -96,7 +96,7 @@ class Codec:
 class Entry:
     """One cached object: what observe/relist compare and list filters on, beside the encoded object."""
 
-    __slots__ = ("rv", "owner", "blob")
+    __slots__ = ("blob", "owner", "rv")
 
     def __init__(self, rv: str | None, owner: str | None, blob: bytes) -> None:
         self.rv = rv
@@ -223,9 +223,10 @@ class Informer:
         # fleet's, and CPython keeps the arenas of such a peak for the life of the process.
         seen: set[Key] = set()
         rv = ""
-        async for items, rv in self.client.list_pages(
+        async for items, page_rv in self.client.list_pages(
             self.resource, self.namespace, self.label_selector, self.page_size
         ):
+            rv = page_rv
             for item in items:
                 seen.add(key_of(item))
                 self.observe(item)
