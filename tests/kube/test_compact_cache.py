@@ -127,6 +127,19 @@ async def test_list_projected_equals_the_projection_of_list(api: tuple[Emulator,
         assert [p["metadata"]["name"] for p in await store.list_projected("Pod", [], None, {OWNER: "s"})] == [
             "p-1", "p-3", "p-5"]
         assert [p["metadata"]["name"] for p in await store.list("Pod", "ns")] == ["p-0", "p-1", "p-2", "p-3"]
+        # The memoised projections follow writes and deletes.
+        await store.patch("Pod", "ns", "p-1", {"spec": {"nodeName": "node-2"}, "metadata": {"labels": {OWNER: "t"}}})
+        await store.delete("Pod", "ns", "p-0")
+        for namespace, labels in ((None, None), (None, {OWNER: "s"}), (None, {OWNER: "t"})):
+            full = await store.list("Pod", namespace, labels)
+            projected = await store.list_projected("Pod", paths, namespace, labels)
+            assert projected == [project(o, paths) for o in full], (namespace, labels)
+        node = await store.list_projected("Pod", paths, "ns", {OWNER: "t"})
+        assert [(p["metadata"]["name"], p["spec"]["nodeName"]) for p in node] == [
+            ("p-1", "node-2"), ("p-2", "node-1")]
+        node[0]["metadata"]["labels"].clear()  # a caller's change stays its own
+        again = await store.list_projected("Pod", paths, "ns", {OWNER: "t"})
+        assert again[0]["metadata"]["labels"][OWNER] == "t"
     finally:
         await store.stop()
 

@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 
 from gamekeeper.kube.client import Gone, KubeClient
 from gamekeeper.kube.resources import Resource
-from gamekeeper.ports.store import NotFound, Obj
+from gamekeeper.ports.store import NotFound, Obj, project
 
 log = logging.getLogger("gamekeeper.kube.informer")
 
@@ -69,6 +69,9 @@ def strip(obj: Obj) -> None:
 
 # zlib's window: a dictionary longer than this is truncated by zlib itself.
 ZDICT_MAX = 32 * 1024
+# Distinct path sets whose projections are memoised; callers ask for a few fixed ones, so more means a caller
+# builds paths on the fly, and the oldest memo is dropped rather than growing without bound.
+PROJECTIONS_MAX = 8
 
 
 class Codec:
@@ -145,6 +148,8 @@ class Informer:
         self.page_size = page_size
         self.codec = Codec()
         self.cache: dict[Key, Entry] = {}
+        # paths -> (its codec, key -> (the resourceVersion projected, the projection encoded))
+        self._projections: dict[tuple[str, ...], tuple[Codec, dict[Key, tuple[str | None, bytes]]]] = {}
         self.synced = asyncio.Event()
         self.error: Exception | None = None
         self.stats = InformerStats()
@@ -173,6 +178,35 @@ class Informer:
                 continue
             yield self.codec.decode(entry.blob)
 
+    def projected(self, paths: tuple[str, ...], namespace: str | None = None, owner: str | None = None
+                  ) -> Iterator[Obj]:
+        """`project(obj, paths)` of what `objects(namespace, owner)` yields, from a memo: a projection is a few
+        fields, so decoding it costs a fraction of decoding the object. An entry is projected again when its
+        resourceVersion moved (on the next listing that reaches it, so a write costs nothing here)."""
+        memo = self._projections.pop(paths, None)
+        if memo is None:
+            memo = (Codec(), {})
+            while len(self._projections) >= PROJECTIONS_MAX:
+                self._projections.pop(next(iter(self._projections)))
+        self._projections[paths] = memo  # most recently used last
+        codec, blobs = memo
+        for key, entry in sorted(self.cache.items(), key=lambda item: item[0]):
+            if namespace is not None and key[0] != namespace:
+                continue
+            if owner is not None and entry.owner != owner:
+                continue
+            done = blobs.get(key)
+            if done is not None and done[0] == entry.rv:
+                yield codec.decode(done[1])
+                continue
+            view = project(self.codec.decode(entry.blob), paths)
+            blobs[key] = (entry.rv, codec.encode(view))
+            yield view
+
+    def _drop(self, key: Key) -> None:
+        for _, blobs in self._projections.values():
+            blobs.pop(key, None)
+
     def _entry(self, obj: Obj, rv: str | None) -> Entry:
         owner = None
         if self.index_label is not None:
@@ -192,6 +226,7 @@ class Informer:
             if current is None or rv_older(rv, current_rv):
                 return False  # nothing cached, or the delete of an older incarnation
             del self.cache[key]
+            self._drop(key)
             if rv:
                 self._tombstones[key] = rv
             self._emit("DELETED", self.codec.decode(current.blob))
@@ -208,7 +243,9 @@ class Informer:
 
     def forget(self, namespace: str, name: str) -> None:
         """The API said 404 for this object: drop it (we cannot know the deletion's resourceVersion)."""
-        current = self.cache.pop((namespace if self.resource.namespaced else "", name), None)
+        key = (namespace if self.resource.namespaced else "", name)
+        current = self.cache.pop(key, None)
+        self._drop(key)
         if current is not None:
             self._emit("DELETED", self.codec.decode(current.blob))
 
@@ -236,6 +273,7 @@ class Informer:
             if rv and cached_rv and rv.isdigit() and cached_rv.isdigit() and int(cached_rv) > int(rv):
                 continue  # written through after the list was taken: not gone
             entry = self.cache.pop(key)
+            self._drop(key)
             self._emit("DELETED", self.codec.decode(entry.blob))
         self._tombstones.clear()
         return rv

@@ -208,7 +208,12 @@ class KubeStore:
         namespace: str | None = None,
         labels: Mapping[str, str] | None = None,
     ) -> builtins.list[Obj]:
-        return [project(o, paths) for o in await self._listing(kind, namespace, labels)]
+        informer = self.informers.get(kind)
+        others = {k: v for k, v in (labels or {}).items() if k != OWNER_GSS_KEY}
+        if informer is None or others:
+            # A label other than the owner's may be outside the paths: filter on whole objects.
+            return [project(o, paths) for o in await self._listing(kind, namespace, labels)]
+        return builtins.list(informer.projected(tuple(paths), namespace, (labels or {}).get(OWNER_GSS_KEY)))
 
     # -- writes -----------------------------------------------------------------------------------------
 
