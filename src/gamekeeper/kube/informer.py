@@ -169,8 +169,9 @@ class Informer:
 
     def objects(self, namespace: str | None = None, owner: str | None = None) -> Iterator[Obj]:
         """Fresh copies of the cached objects by (namespace, name), in one namespace and of one owner
-        (`index_label`) if given; each is decoded as the caller reaches it, so a caller that keeps only a part of
-        each never holds the whole listing parsed."""
+        (`index_label`) if given. The entries are taken when the first is asked for (entries are never changed,
+        only replaced), so the listing is of one moment even if the caller yields to the loop between objects;
+        each is decoded as the caller reaches it, so a caller that keeps a part of each never holds them all."""
         for (ns, _), entry in sorted(self.cache.items(), key=lambda item: item[0]):
             if namespace is not None and ns != namespace:
                 continue
@@ -200,7 +201,8 @@ class Informer:
                 yield codec.decode(done[1])
                 continue
             view = project(self.codec.decode(entry.blob), paths)
-            blobs[key] = (entry.rv, codec.encode(view))
+            if self.cache.get(key) is entry:  # not written or deleted since the listing began
+                blobs[key] = (entry.rv, codec.encode(view))
             yield view
 
     def _drop(self, key: Key) -> None:
