@@ -13,7 +13,7 @@ from bench.kube_emulator import Emulator
 
 from gamekeeper.kube.client import Gone, KubeClient
 from gamekeeper.kube.resources import POD
-from gamekeeper.kube.store import KubeStore
+from gamekeeper.kube.store import DECODE_SLICE, KubeStore
 from gamekeeper.ports.store import project
 
 pytestmark = pytest.mark.asyncio
@@ -166,3 +166,20 @@ async def test_an_expired_continue_token_is_gone(api: tuple[Emulator, KubeClient
     emulator._continues.clear()  # the server forgot the snapshot (etcd compacted it)
     with pytest.raises(Gone):
         await anext(pages)
+
+
+async def test_listings_longer_than_a_decode_slice_are_whole_and_ordered(api: tuple[Emulator, KubeClient]) -> None:
+    emulator, client = api
+    names = [f"p-{i:03d}" for i in range(DECODE_SLICE + 44)]
+    for name in reversed(names):
+        emulator.seed("Pod", pod(name))
+    store = await started(client, page_size=100)
+    try:
+        listed = await store.list("Pod", "ns", {OWNER: "s"})
+        assert [p["metadata"]["name"] for p in listed] == names
+        assert listed[-1] == {**emulator.objects["pods"][("ns", names[-1])], "metadata": {
+            k: v for k, v in emulator.objects["pods"][("ns", names[-1])]["metadata"].items() if k != "managedFields"}}
+        paths = ["status.phase"]
+        assert await store.list_projected("Pod", paths, "ns", {OWNER: "s"}) == [project(o, paths) for o in listed]
+    finally:
+        await store.stop()

@@ -28,7 +28,7 @@ import logging
 import random
 import sys
 import zlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from gamekeeper.kube.client import Gone, KubeClient
@@ -89,11 +89,22 @@ class Codec:
         deflate = zlib.compressobj(6, zlib.DEFLATED, -15, 9, zlib.Z_DEFAULT_STRATEGY, zdict=self.zdict)
         return deflate.compress(text) + deflate.flush()
 
-    def decode(self, blob: bytes) -> Obj:
+    def _inflate(self, blob: bytes) -> bytes:
         assert self.zdict is not None  # a blob exists only once encode has set it
         inflate = zlib.decompressobj(-15, zdict=self.zdict)
-        obj: Obj = json.loads(inflate.decompress(blob) + inflate.flush())
+        return inflate.decompress(blob) + inflate.flush()
+
+    def decode(self, blob: bytes) -> Obj:
+        obj: Obj = json.loads(self._inflate(blob))
         return obj
+
+    def decode_many(self, blobs: Sequence[bytes]) -> list[Obj]:
+        """One parse for all: json's parser shares the key strings of the objects it builds in one call, so
+        the listing's objects do not each carry their own copy of "metadata", "labels", ..."""
+        if not blobs:
+            return []
+        objs: list[Obj] = json.loads(b"[" + b",".join(self._inflate(blob) for blob in blobs) + b"]")
+        return objs
 
 
 class Entry:
@@ -167,22 +178,23 @@ class Informer:
         entry = self.cache.get((namespace if self.resource.namespaced else "", name))
         return None if entry is None else self.codec.decode(entry.blob)
 
-    def objects(self, namespace: str | None = None, owner: str | None = None) -> Iterator[Obj]:
-        """Fresh copies of the cached objects by (namespace, name), in one namespace and of one owner
-        (`index_label`) if given. The entries are taken when the first is asked for (entries are never changed,
-        only replaced), so the listing is of one moment even if the caller yields to the loop between objects;
-        each is decoded as the caller reaches it, so a caller that keeps a part of each never holds them all."""
-        for (ns, _), entry in sorted(self.cache.items(), key=lambda item: item[0]):
-            if namespace is not None and ns != namespace:
-                continue
-            if owner is not None and entry.owner != owner:
-                continue
-            yield self.codec.decode(entry.blob)
+    def entries(self, namespace: str | None = None, owner: str | None = None) -> list[tuple[Key, Entry]]:
+        """The cached entries by (namespace, name), in one namespace and of one owner (`index_label`) if given.
+        Entries are never changed, only replaced, so this is the cache of one moment however long the caller
+        takes to decode it."""
+        return sorted(
+            (item for item in self.cache.items()
+             if (namespace is None or item[0][0] == namespace) and (owner is None or item[1].owner == owner)),
+            key=lambda item: item[0],
+        )
 
-    def projected(self, paths: tuple[str, ...], namespace: str | None = None, owner: str | None = None
-                  ) -> Iterator[Obj]:
-        """`project(obj, paths)` of what `objects(namespace, owner)` yields, from a memo: a projection is a few
-        fields, so decoding it costs a fraction of decoding the object. An entry is projected again when its
+    def decode(self, entries: Sequence[tuple[Key, Entry]]) -> list[Obj]:
+        """Fresh copies of these entries' objects."""
+        return self.codec.decode_many([entry.blob for _, entry in entries])
+
+    def projected(self, paths: tuple[str, ...], entries: Sequence[tuple[Key, Entry]]) -> list[Obj]:
+        """`project(obj, paths)` of these entries' objects, from a memo: a projection is a few fields, so
+        decoding it costs a fraction of decoding the object. An entry is projected again when its
         resourceVersion moved (on the next listing that reaches it, so a write costs nothing here)."""
         memo = self._projections.pop(paths, None)
         if memo is None:
@@ -191,19 +203,21 @@ class Informer:
                 self._projections.pop(next(iter(self._projections)))
         self._projections[paths] = memo  # most recently used last
         codec, blobs = memo
-        for key, entry in sorted(self.cache.items(), key=lambda item: item[0]):
-            if namespace is not None and key[0] != namespace:
-                continue
-            if owner is not None and entry.owner != owner:
-                continue
+        hits: list[bytes] = []
+        misses: list[tuple[Key, Entry]] = []
+        for key, entry in entries:
             done = blobs.get(key)
             if done is not None and done[0] == entry.rv:
-                yield codec.decode(done[1])
-                continue
-            view = project(self.codec.decode(entry.blob), paths)
+                hits.append(done[1])
+            else:
+                misses.append((key, entry))
+        fresh: dict[Key, Obj] = {}
+        for (key, entry), obj in zip(misses, self.decode(misses), strict=True):
+            view = fresh[key] = project(obj, paths)
             if self.cache.get(key) is entry:  # not written or deleted since the listing began
                 blobs[key] = (entry.rv, codec.encode(view))
-            yield view
+        remembered = iter(codec.decode_many(hits))
+        return [fresh[key] if key in fresh else next(remembered) for key, _ in entries]
 
     def _drop(self, key: Key) -> None:
         for _, blobs in self._projections.values():
