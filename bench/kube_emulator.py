@@ -1,10 +1,11 @@
 """A small Kubernetes API emulator for the Kubernetes-mode bench (bench/kube_scale.py).
 
 Just what `gk operator` uses, over plain HTTP on 127.0.0.1: discovery, list (equality and existence label
-selectors, limit/continue pages), watch from a resourceVersion (replayed from a bounded history, 410 Gone before it), get,
-create, JSON merge patch (a `metadata.resourceVersion` in the body is a precondition: 409 when stale), PUT,
-the status subresource (the main resource ignores status and vice versa), delete with background cascade
-through ownerReferences. One global resourceVersion; generation bumps on spec changes.
+selectors; limit/continue pages from one snapshot, 410 for an unknown token), watch from a resourceVersion
+(replayed from a bounded history, 410 Gone before it), get, create, JSON merge patch (a
+`metadata.resourceVersion` in the body is a precondition: 409 when stale), PUT, the status subresource (the
+main resource ignores status and vice versa), delete with background cascade through ownerReferences. One
+global resourceVersion; generation bumps on spec changes.
 
 It is not tests/kube/kmock_plus.py (the tests' emulator, built on kmock): that one is made for semantics
 and request injection, this one for holding 10,000 pods cheaply, counting requests by verb and kind, and

@@ -23,7 +23,8 @@ For each size:
 
     python -m bench.kube_scale [--sizes 1000,10000] [--window 60] [--resync 30] [--flips 100] [--quick]
 
-The exec path (probes through pods/exec) is not measured: the emulator has no exec endpoint.
+With `--paths exec` the operator probes through pods/exec instead (`--probe exec`); the emulator answers each
+exec at once with the pod's current probe output.
 """
 
 from __future__ import annotations
