@@ -77,10 +77,13 @@ def until(what: str, check: Callable[[], bool], timeout: float = 60) -> None:
 
 
 def row_ops(driver: Any) -> dict[str, str]:
-    from selenium.webdriver.common.by import By
-
-    return {r.get_attribute("data-name"): r.find_element(By.CSS_SELECTOR, ".ops").text
-            for r in driver.find_elements(By.CSS_SELECTOR, "#gs-rows .row")}
+    """Each shown row's opsState, read in one script: the page re-renders rows as updates stream in, so reading
+    them element by element could meet a row replaced in between (a stale element)."""
+    pairs = driver.execute_script(
+        "return Array.from(document.querySelectorAll('#gs-rows .row'))"
+        ".map(r => [r.getAttribute('data-name'), (r.querySelector('.ops') || {innerText: ''}).innerText.trim()]);"
+    )
+    return {name: ops for name, ops in pairs}
 
 
 def click(driver: Any, css: str) -> None:
@@ -191,7 +194,8 @@ def test_warning_feed_filter_sort_and_keyboard(fleet: Fleet, browser: Any) -> No
     until("the Warning in the feed", lambda: "OpsState turn from None to Maintaining" in browser.find_element(
         By.ID, "warnings").text, 60)
     assert "demo-gs-0" in browser.find_element(By.ID, "warnings").text
-    assert row_ops(browser)["demo-gs-0"] == "Maintaining"
+    # The row follows the GameServer's own update, which may reach the page just after the Warning.
+    until("demo-gs-0's row to turn Maintaining", lambda: row_ops(browser).get("demo-gs-0") == "Maintaining", 30)
     assert browser.execute_script("return window.gamekeeper.loadedAt") == loaded_at
 
     names = lambda: [r.get_attribute("data-name")  # noqa: E731 - read again after each re-render
