@@ -598,17 +598,27 @@ class ProbeSpawner:
         max_output: int | None = None,
     ) -> ExecResult:
         """`spawn` as a coroutine (for `gk exec`-style callers); cancelling it kills the command."""
-        future: asyncio.Future[ExecResult] = asyncio.get_running_loop().create_future()
+        result, _ = await spawned(self.spawn, argv, cwd, env, timeout, max_output)
+        return result
 
-        def done(result: ExecResult) -> None:
-            if not future.done():
-                future.set_result(result)
 
-        running = self.spawn(argv, cwd, env, timeout, done, max_output)
-        try:
-            return await future
-        finally:
-            running.kill()
+async def spawned(
+    spawn: Callable[..., Any], argv: Sequence[str], cwd: str | os.PathLike[str], env: Mapping[str, str],
+    timeout: float, max_output: int | None,
+) -> tuple[ExecResult, Any]:
+    """Run `spawn(argv, cwd, env, timeout, done, max_output)` to its result, killing the command if the caller is
+    cancelled; returns the result and what `spawn` returned (the in-process and the helper spawners share this)."""
+    future: asyncio.Future[ExecResult] = asyncio.get_running_loop().create_future()
+
+    def done(result: ExecResult) -> None:
+        if not future.done():
+            future.set_result(result)
+
+    started = spawn(argv, cwd, env, timeout, done, max_output)
+    try:
+        return await future, started
+    finally:
+        started.kill()
 
 
 def default_spawner() -> ProbeSpawner | None:

@@ -47,7 +47,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from gamekeeper.ports.runtime import ExecResult
-from gamekeeper.runtime.spawn import Done, ProbeSpawner, Running, available, encode_env, kill_marked
+from gamekeeper.runtime.spawn import Done, ProbeSpawner, Running, available, encode_env, kill_marked, spawned
 
 log = logging.getLogger(__name__)
 
@@ -533,17 +533,7 @@ class HelperSpawner:
         max_output: int | None = None,
     ) -> ExecResult:
         """`spawn` as a coroutine; raises OSError as `ProbeSpawner.run` does; cancelling it kills the command."""
-        future: asyncio.Future[ExecResult] = asyncio.get_running_loop().create_future()
-
-        def done(result: ExecResult) -> None:
-            if not future.done():
-                future.set_result(result)
-
-        started = self.spawn(argv, cwd, env, timeout, done, max_output)
-        try:
-            result = await future
-        finally:
-            started.kill()
+        result, started = await spawned(self.spawn, argv, cwd, env, timeout, max_output)
         if isinstance(started, _Call) and started.error is not None:
             raise started.error
         return result
