@@ -78,6 +78,27 @@ def test_results_equal_the_in_process_spawners(tmp_path: Path, case: tuple[Any, 
         assert len(got.stdout) == cap
 
 
+def test_a_relative_working_directory_is_the_controllers(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`gk up` keeps its state in `./.gamekeeper`, so probe directories are relative to the controller's working
+    directory; the helper runs elsewhere and must start them there all the same (make demo found this)."""
+    (tmp_path / "pods" / "gs-0").mkdir(parents=True)
+    (tmp_path / "pods" / "gs-0" / "mode").write_text("idle\n")
+    monkeypatch.chdir(tmp_path)
+
+    async def both() -> tuple[ExecResult, ExecResult]:
+        inline, helper = ProbeSpawner(), HelperSpawner(helpers=1)
+        try:
+            return (await inline.run(["cat", "mode"], "pods/gs-0", {"PATH": "/usr/bin:/bin"}, 5.0),
+                    await helper.run(["cat", "mode"], "pods/gs-0", {"PATH": "/usr/bin:/bin"}, 5.0))
+        finally:
+            inline.close()
+            helper.close()
+
+    expected, got = asyncio.run(both())
+    assert expected.exit_code == 0 and expected.stdout.strip() == b"idle"
+    assert got == expected
+
+
 def test_shared_environment_and_overrides_over_many_sets(tmp_path: Path) -> None:
     """Environments sent once and referenced by id, also past the cache's bound (which makes the helper forget)."""
     bases = [{**PATH, "SET": f"set-{i}", "SHARED": "yes"} for i in range(300)]

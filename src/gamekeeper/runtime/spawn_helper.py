@@ -512,7 +512,7 @@ class HelperSpawner:
         limit = self.max_output if max_output is None else max_output
         if self.inline is not None:
             return self.inline.spawn(argv, cwd, env, timeout, done, limit, env_base)
-        call = _Call(argv, os.fspath(cwd), env, timeout, done, limit, env_base)
+        call = _Call(argv, os.path.abspath(cwd), env, timeout, done, limit, env_base)
         helpers = self.helpers
         helper = helpers[0] if len(helpers) == 1 else min(helpers, key=_Helper.load)
         helper.submit(call)
