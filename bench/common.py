@@ -155,6 +155,39 @@ def trim_heap() -> None:
         ctypes.CDLL(None).malloc_trim(0)
 
 
+def heap_breakdown() -> dict[str, int]:
+    """Where this process's memory is, in bytes: CPython's small-object allocator (arenas held, bytes in live
+    blocks, bytes free inside them) from `sys._debugmallocstats`, and the RSS outside those arenas (malloc'd
+    buffers such as SQLite's page cache, code, shared libraries). Arenas held far above live blocks is
+    fragmentation: memory a past peak left behind that the allocator cannot return."""
+    import tempfile
+
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile(mode="w+b") as capture:
+        try:
+            os.dup2(capture.fileno(), 2)
+            sys._debugmallocstats()
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+        capture.seek(0)
+        text = capture.read().decode(errors="replace")
+    figures: dict[str, int] = {}
+    wanted = {"# arenas allocated current": "arenas", "# bytes in allocated blocks": "live",
+              "# bytes in available blocks": "free_blocks"}
+    for line in text.splitlines():
+        name, _, value = line.partition("=")
+        name = name.strip()
+        if name in wanted:
+            figures[wanted[name]] = int(value.strip().replace(",", ""))
+        elif name.endswith("bytes/arena"):  # "N arenas * S bytes/arena = total"
+            figures["arena_bytes"] = int(value.strip().replace(",", ""))
+    arena_bytes = figures.get("arena_bytes", 0)
+    return {"pymalloc_arenas": arena_bytes, "pymalloc_live": figures.get("live", 0),
+            "pymalloc_free": arena_bytes - figures.get("live", 0), "outside_pymalloc": rss_bytes() - arena_bytes}
+
+
 def cpu_seconds() -> tuple[float, float]:
     """(this process, its reaped children) user+system CPU seconds."""
     me = resource.getrusage(resource.RUSAGE_SELF)

@@ -49,6 +49,7 @@ from bench.common import (
     bare_c_binary,
     bare_python,
     cpu_seconds,
+    heap_breakdown,
     machine,
     percentile,
     raise_fd_limit,
@@ -155,9 +156,12 @@ async def _one_fleet(tmp: Path, size: int, kubelet: str, period: int, window: fl
         await asyncio.sleep(1)
     trim_heap()
     rss0 = rss_before_precreate if precreate else rss_bytes()
+    heap0 = heap_breakdown()
     reader = controller.state.db  # the controller's own connection: no second page cache in this process
     try:
         t0 = time.monotonic()
+        heap_series: list[tuple[float, float, float, float]] = []
+        heap_sampler = asyncio.create_task(sample_heap(heap_series)) if os.environ.get("GK_BENCH_HEAP_SERIES") else None
         if precreate:
             controller.start()
         else:
@@ -188,9 +192,12 @@ async def _one_fleet(tmp: Path, size: int, kubelet: str, period: int, window: fl
         stats.max_delay = 0.0
         lag = LoopLag()
         lag_task = asyncio.create_task(lag.run())
+        series: list[tuple[float, int, int, int]] = []
+        sampler = asyncio.create_task(sample_queue(prober, series))
         await asyncio.sleep(window)
         after = (stats.runs, stats.skipped, stats.late, controller.state.writes, *cpu_seconds(), time.monotonic())
         lag_task.cancel()
+        sampler.cancel()
         elapsed = after[6] - before[6]
         runs = after[0] - before[0]
         result.update({
@@ -205,6 +212,9 @@ async def _one_fleet(tmp: Path, size: int, kubelet: str, period: int, window: fl
             "probe_cpu_percent": 100 * (after[5] - before[5]) / elapsed,
             "controller_cpu_us_per_probe": (after[4] - before[4]) / max(runs, 1) * 1e6,
             "loop_lag_max": lag.worst,
+            # Every second of the window: (seconds in, probes waiting for a slot, running, late so far): where a
+            # late start comes from (a backlog that drains, or a burst at one moment).
+            "queue_series": series,
             # Every work queue's reconciles in the window (a resync falls in it): nothing changes, so ideally 0.
             "reconciles": sum(q.processed - reconciles_before[q.name] for q in controller.manager.queues()),
             "reconciles_by_queue": {q.name: q.processed - reconciles_before[q.name]
@@ -213,9 +223,19 @@ async def _one_fleet(tmp: Path, size: int, kubelet: str, period: int, window: fl
             "writes_by_kind": dict(reader.execute(
                 "SELECT kind, count(*) FROM changes WHERE rv > ? GROUP BY kind", (rv_before,)).fetchall()),
         })
+        if heap_sampler is not None:
+            heap_sampler.cancel()
+            result["heap_series"] = heap_series
+            import gc
+
+            result["gc_stats"] = gc.get_stats()
         trim_heap()
         rss1 = rss_bytes()
-        result.update({"rss0_mib": rss0 / 2**20, "rss_mib": rss1 / 2**20, "bytes_per_gs": (rss1 - rss0) / size})
+        heap1 = heap_breakdown()
+        result.update({"rss0_mib": rss0 / 2**20, "rss_mib": rss1 / 2**20, "bytes_per_gs": (rss1 - rss0) / size,
+                       # The same difference split: live Python objects, free space held in pymalloc's arenas
+                       # (a past peak's fragmentation), and the rest (malloc: SQLite's cache, buffers).
+                       "heap_per_gs": {k: (heap1[k] - heap0[k]) / size for k in heap1}})
 
         # Detection latency, measured by another process reading the database as `gk get` does.
         names = random.Random(size).sample([f"{GSS}-{i}" for i in range(size)], min(flips, size))
@@ -239,6 +259,25 @@ async def _one_fleet(tmp: Path, size: int, kubelet: str, period: int, window: fl
         if kubelet == "real":
             stop_processes(state_dir)
     return result
+
+
+async def sample_queue(prober: Any, series: list[tuple[float, int, int, int]]) -> None:
+    start, late0 = time.monotonic(), prober.stats.late
+    while True:
+        series.append((round(time.monotonic() - start, 2), len(prober._pending), prober._inflight,
+                       prober.stats.late - late0))
+        await asyncio.sleep(1.0)
+
+
+async def sample_heap(series: list[tuple[float, float, float, float]]) -> None:
+    """GK_BENCH_HEAP_SERIES=1: every 2 s from the apply on, (seconds, MiB held in pymalloc arenas, MiB live, RSS MiB):
+    when the arenas' high-water mark forms."""
+    start = time.monotonic()
+    while True:
+        heap = heap_breakdown()
+        series.append((round(time.monotonic() - start, 1), round(heap["pymalloc_arenas"] / 2**20, 1),
+                       round(heap["pymalloc_live"] / 2**20, 1), round(rss_bytes() / 2**20, 1)))
+        await asyncio.sleep(2.0)
 
 
 class LoopLag:
@@ -384,6 +423,13 @@ def main(argv: list[str] | None = None) -> int:
                   data["controller_cpu_percent"], data["controller_cpu_us_per_probe"], data["rss_mib"],
                   data["bytes_per_gs"] / 1024, data["setup_seconds"], "yes" if data.get("precreated") else "no")
     table.params["fleets"] = results
+    for data in results:
+        heap = data.get("heap_per_gs")
+        if heap:
+            table.notes.append(
+                f"KB/GS at {data['size']:,} split: {heap['pymalloc_live'] / 1024:.2f} live Python objects, "
+                f"{heap['pymalloc_free'] / 1024:.2f} free inside pymalloc's arenas, "
+                f"{heap['outside_pymalloc'] / 1024:.2f} outside them (malloc: SQLite's page cache, buffers)")
     table.notes.append("of demand: probes/s ÷ (servers / period); of limit: probes/s ÷ the faster bare loop's rate")
     table.notes.append("missed: ticks skipped because the previous run had not finished; late: runs started more "
                        "than period/10 after their tick (both over the window)")

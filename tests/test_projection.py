@@ -113,3 +113,26 @@ async def test_sqlite_projection_skips_a_damaged_row_with_one_warning(
     assert any("default/a-2: its body is [1, 2]" in w for w in warnings)
     assert any("default/b-0: its body lacks kind" in w for w in warnings)
     state.close()
+
+
+@pytest.mark.asyncio
+async def test_sqlite_projection_in_chunks_shares_equal_strings(tmp_path: Path) -> None:
+    """More rows than one parse chunk, a damaged row in a later chunk: the same objects as `list`, in order, and
+    equal values are one string across objects (a set's projection is held for a whole reconcile)."""
+    from gamekeeper.store import sqlite as sqlite_module
+
+    state = SqliteState(tmp_path / "state")
+    store = SqliteStore(state)
+    count = sqlite_module._PROJECTION_CHUNK * 2 + 7
+    for i in range(count):
+        await store.create(pod(f"p-{i:04d}", "a", "True" if i % 2 else "False"))
+    state.db.execute("UPDATE objects SET body = '<' WHERE name = ?", (f"p-{sqlite_module._PROJECTION_CHUNK + 3:04d}",))
+    got = await store.list_projected("Pod", PATHS)
+    whole = await store.list("Pod")
+    assert len(got) == count - 1
+    assert got == [project(o, PATHS) for o in whole]
+    first, last = got[0], got[-1]
+    assert first["status"]["phase"] is last["status"]["phase"]
+    owner = "game.kruise.io/owner-gss"
+    assert first["metadata"]["labels"][owner] is last["metadata"]["labels"][owner]
+    state.close()
