@@ -136,3 +136,23 @@ async def test_sqlite_projection_in_chunks_shares_equal_strings(tmp_path: Path) 
     owner = "game.kruise.io/owner-gss"
     assert first["metadata"]["labels"][owner] is last["metadata"]["labels"][owner]
     state.close()
+
+
+@pytest.mark.asyncio
+async def test_a_path_filter_keeps_the_matching_items_alike_in_project_and_sqlite(tmp_path: Path) -> None:
+    state, store = await _three_pods(tmp_path)
+    await store.patch("Pod", "default", "a-1", {"status": {"conditions": [
+        {"type": "PodScheduled", "status": "True"}, {"type": "Ready", "status": "False", "lastTransitionTime": "t"},
+        "not an object"]}}, subresource="status")
+    await store.patch("Pod", "default", "a-2", {"status": {"conditions": {"type": "Ready"}}},
+                      subresource="status")  # not a list: kept as it is
+    paths = ["metadata.labels", "status.conditions[type=Ready]"]
+    got = await store.list_projected("Pod", paths)
+    assert got == [project(o, paths) for o in await store.list("Pod")]
+    by_name = {o["metadata"]["name"]: o for o in got}
+    assert by_name["a-1"]["status"]["conditions"] == [{"type": "Ready", "status": "False", "lastTransitionTime": "t"}]
+    assert by_name["a-0"]["status"]["conditions"] == [{"type": "Ready", "status": "True"}]
+    assert by_name["a-2"]["status"]["conditions"] == {"type": "Ready"}
+    with pytest.raises(ValueError, match=r"\[field=value\]"):
+        project(got[0], ["status.conditions[Ready]"])
+    state.close()

@@ -67,7 +67,9 @@ MANAGED_LABELS = frozenset({TEMPLATE_HASH_LABEL, OWNER_GSS_KEY, POD_NAME_LABEL, 
 MANAGED_ANNOTATIONS = frozenset({INPLACE_STATE_KEY, UPDATING_CONTAINERS_KEY})
 # What a reconcile reads of every pod of the set (scaling, rollout views, status, revisions in use). The few pods
 # it updates in place are read whole (`_whole`); a delete needs only the name and resourceVersion.
-MEMBER_PATHS = ("metadata.labels", "metadata.deletionTimestamp", "status.phase", "status.conditions")
+# Of the conditions only Ready is read (readiness, and minReadySeconds from its lastTransitionTime); a pod's other
+# conditions (probe results with their messages) were most of the projection's size.
+MEMBER_PATHS = ("metadata.labels", "metadata.deletionTimestamp", "status.phase", "status.conditions[type=Ready]")
 
 
 def _labels(obj: Mapping[str, Any]) -> dict[str, str]:

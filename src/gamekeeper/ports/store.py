@@ -9,6 +9,7 @@ its dependents (ownerReferences) go with it.
 from __future__ import annotations
 
 import builtins
+import functools
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -31,10 +32,12 @@ IDENTITY_PATHS = ("metadata.namespace", "metadata.name", "metadata.resourceVersi
 def project(obj: Obj, paths: Sequence[str]) -> Obj:
     """The part of `obj` at the dotted `paths` (plus IDENTITY_PATHS), in the object's own shape, so code reading
     `p["metadata"]["labels"]` reads a projection unchanged. A path the object lacks is absent from the result.
-    The values are the object's own (not copied): a projection is for reading."""
+    A path may end in a filter on a list of objects, `status.conditions[type=Ready]`: only the items whose field
+    has that value are kept (a list, possibly empty). The values are the object's own (not copied): a projection
+    is for reading."""
     out: Obj = {}
     for path in (*IDENTITY_PATHS, *paths):
-        keys = path.split(".")
+        keys, keep = split_path(path)
         src: Any = obj
         for key in keys:
             if not isinstance(src, dict) or key not in src:
@@ -44,8 +47,29 @@ def project(obj: Obj, paths: Sequence[str]) -> Obj:
             dst = out
             for key in keys[:-1]:
                 dst = dst.setdefault(key, {})
-            dst[keys[-1]] = src
+            dst[keys[-1]] = src if keep is None else kept(src, keep)
     return out
+
+
+@functools.lru_cache(maxsize=256)
+def split_path(path: str) -> tuple[tuple[str, ...], tuple[str, str] | None]:
+    """A projection path's keys, and its closing filter (field, value) if it has one."""
+    keep = None
+    if path.endswith("]") and "[" in path:
+        path, _, condition = path[:-1].partition("[")
+        field, equals, value = condition.partition("=")
+        if not equals or not field:
+            raise ValueError(f"projection path filter must be [field=value], not [{condition}]")
+        keep = (field, value)
+    return tuple(path.split(".")), keep
+
+
+def kept(value: Any, keep: tuple[str, str]) -> Any:
+    """The items of a list of objects whose `keep[0]` field equals `keep[1]`; any other value as it is."""
+    if not isinstance(value, list):
+        return value
+    field, wanted = keep
+    return [item for item in value if isinstance(item, dict) and item.get(field) == wanted]
 
 
 class StoreError(Exception):

@@ -34,7 +34,9 @@ from gamekeeper.ports.store import (
     EventRecord,
     NotFound,
     Obj,
+    kept,
     project,
+    split_path,
 )
 from gamekeeper.store import integrity
 
@@ -345,7 +347,9 @@ class SqliteState:
             where += " AND CASE WHEN json_valid(body) THEN json_extract(body, ?) = ? ELSE 1 END"
             args += [f'$.metadata.labels."{key}"', value]
         all_paths = (*IDENTITY_PATHS, *paths)
-        split = [path.split(".") for path in all_paths]
+        filters = [split_path(path) for path in all_paths]
+        split = [keys for keys, _ in filters]
+        keeps = [keep for _, keep in filters]
         cells = " || ',' || ".join(
             "coalesce('[' || (body -> ?) || ']', '[]')" for _ in all_paths
         )
@@ -380,12 +384,12 @@ class SqliteState:
                         out.append(project(obj, paths))
                     continue
                 projected: Obj = {}
-                for keys, cell in zip(split, next(found), strict=True):
+                for keys, keep, cell in zip(split, keeps, next(found), strict=True):
                     if cell:
                         dst = projected
                         for key in keys[:-1]:
                             dst = dst.setdefault(key, {})
-                        dst[keys[-1]] = _shared(cell[0], memo)
+                        dst[keys[-1]] = _shared(cell[0] if keep is None else kept(cell[0], keep), memo)
                 out.append(projected)
             del parsed, found, rows
         return out
