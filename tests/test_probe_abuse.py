@@ -97,6 +97,32 @@ async def test_fallback_keeps_only_the_limit_of_a_flood(tmp_path: Path) -> None:
     assert peak < 5_000_000, f"{peak} bytes held while reading a {BIG}-byte flood"
 
 
+@pytest.mark.asyncio
+async def test_a_cancelled_fallback_run_is_killed_and_logs_nothing(tmp_path: Path) -> None:
+    # A controller stopping with probes in flight cancels them; Python 3.11's wait_for then left the gather's
+    # CancelledError unread, logged as "exception was never retrieved" once per probe.
+    import gc
+
+    loop = asyncio.get_running_loop()
+    reported: list[str] = []
+    previous = loop.get_exception_handler()
+    loop.set_exception_handler(lambda _loop, context: reported.append(str(context.get("message"))))
+    try:
+        task = asyncio.create_task(run_with_timeout(["sh", "-c", f"sleep {MARK}"], tmp_path, dict(os.environ), 30))
+        await until(lambda: bool(marked()), "the probe command running", 5)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        await until(lambda: not marked(), "the cancelled probe killed", 5)
+        del task
+        for _ in range(3):
+            await asyncio.sleep(0.05)
+            gc.collect()
+    finally:
+        loop.set_exception_handler(previous)
+    assert reported == []
+
+
 SETSID = ["sh", "-c", f"setsid sleep {MARK} </dev/null >/dev/null 2>&1 & sleep 0.2; echo started"]
 
 

@@ -254,6 +254,11 @@ async def _read_capped(stream: asyncio.StreamReader | None, limit: int) -> bytes
     return bytes(kept)
 
 
+def _read_outcome(future: asyncio.Future[Any]) -> None:
+    if not future.cancelled():
+        future.exception()
+
+
 async def run_with_timeout(
     argv: Sequence[str], cwd: Path, env: Mapping[str, str], timeout: float, limit: int = PROBE_OUTPUT_LIMIT,
     leftovers: Leftovers | None = None,
@@ -274,11 +279,15 @@ async def run_with_timeout(
             stderr=subprocess.PIPE,
             start_new_session=True,
         )
+        gathered = asyncio.gather(_read_capped(proc.stdout, limit), _read_capped(proc.stderr, limit), proc.wait())
         try:
-            stdout, stderr, _ = await asyncio.wait_for(
-                asyncio.gather(_read_capped(proc.stdout, limit), _read_capped(proc.stderr, limit), proc.wait()),
-                timeout,
-            )
+            stdout, stderr, _ = await asyncio.wait_for(gathered, timeout)
+        except asyncio.CancelledError:
+            # Python 3.11's wait_for cancels the gather and never reads the CancelledError the gather then holds:
+            # unread, it is logged as "exception was never retrieved" once per probe cancelled at a stop.
+            gathered.cancel()
+            gathered.add_done_callback(_read_outcome)
+            raise
         except TimeoutError:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(proc.pid, signal.SIGKILL)
