@@ -244,13 +244,18 @@ async def _one_fleet(tmp: Path, size: int, kubelet: str, period: int, window: fl
 
         # Detection latency, measured by another process reading the database as `gk get` does.
         names = random.Random(size).sample([f"{GSS}-{i}" for i in range(size)], min(flips, size))
+        tracer = FlipTracer(controller, set(names))
         watcher = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "bench.fleet_scale", "--watch", str(state_dir), "--period", str(period),
             "--names", ",".join(names), stdout=subprocess.PIPE, cwd=ROOT,
         )
         out, _ = await watcher.communicate()
-        latencies = json.loads(out.decode().strip().splitlines()[-1])
+        watched = json.loads(out.decode().strip().splitlines()[-1])
+        tracer.close()
+        latencies = watched["seen"]
         values = [v for v in latencies.values() if v is not None]
+        result["latency_stages"] = tracer.stages(watched["flipped"], latencies)
+        result["latency_marks"] = tracer.raw(watched["flipped"])
         result.update({
             "flips": len(names),
             "detected": len(values),
@@ -299,9 +304,106 @@ class LoopLag:
             self.worst = max(self.worst, loop.time() - start - 0.1)
 
 
-def watch(state_dir: Path, names: list[str], period: int) -> dict[str, float | None]:
+class FlipTracer:
+    """Where a flip's detection latency goes: for the flipped servers only, the wall-clock moments of the probe
+    tick whose run saw `active`, its result, the pod's condition written, the first GameServer reconcile after
+    that, and the opsState written. Wraps the controller's own objects in this process; cost: a set lookup per
+    call."""
+
+    def __init__(self, controller: Any, names: set[str]) -> None:
+        self.names = names
+        self.marks: dict[str, dict[str, float]] = {name: {} for name in names}
+        self._undo: list[tuple[Any, str, Any]] = []
+        prober = controller.manager.prober
+        loop = asyncio.get_running_loop()
+        observe = prober._observe
+
+        def traced_observe(probe: Any, success: bool, message: str) -> None:
+            marks = self.marks.get(probe.pod.name)
+            if marks is not None and "result" not in marks and "active" in message:
+                now = time.time()
+                marks["result"] = now
+                marks["tick"] = now - (loop.time() - probe.tick)
+            observe(probe, success, message)
+
+        start = prober._start
+
+        def traced_start(probe: Any, now: float) -> None:
+            marks = self.marks.get(probe.pod.name)
+            if marks is not None and "result" not in marks:
+                marks["start"] = time.time()  # the last start before the result: the run that saw `active`
+                marks["start_tick"] = marks["start"] - (loop.time() - probe.tick)
+            start(probe, now)
+
+        state = controller.state
+        patch = state.patch
+
+        def traced_patch(kind: str, namespace: str, name: str, body: Any, *args: Any, **kwargs: Any) -> Any:
+            written = patch(kind, namespace, name, body, *args, **kwargs)
+            marks = self.marks.get(name)
+            if marks is not None:
+                if kind == "Pod" and "pod_written" not in marks and "result" in marks:
+                    marks["pod_written"] = time.time()
+                elif kind == "GameServer" and "gs_written" not in marks and \
+                        (body.get("spec") or {}).get("opsState") == "None":
+                    marks["gs_written"] = time.time()
+            return written
+
+        queue = controller.manager.gs_queue
+        handler = queue.handler
+
+        async def traced_handler(namespace: str, name: str) -> None:
+            marks = self.marks.get(name)
+            if marks is not None and "pod_written" in marks and "reconcile" not in marks:
+                marks["reconcile"] = time.time()
+            await handler(namespace, name)
+
+        for obj, attr, value in ((prober, "_observe", traced_observe), (prober, "_start", traced_start),
+                                 (state, "patch", traced_patch),
+                                 (queue, "handler", traced_handler)):
+            self._undo.append((obj, attr, vars(obj).get(attr)))
+            setattr(obj, attr, value)
+
+    def close(self) -> None:
+        for obj, attr, original in self._undo:
+            if original is None:
+                delattr(obj, attr)  # the method shows through again
+            else:
+                setattr(obj, attr, original)
+        self._undo.clear()
+
+    def stages(self, flipped: dict[str, float], seen: dict[str, float | None]) -> dict[str, dict[str, float]]:
+        """Per stage, p50 / p99 / max seconds over the flips that went through it."""
+        order = [("flip", "tick", "wait for the next tick"), ("tick", "start", "tick to start (a free slot)"),
+                 ("start", "result", "start to result (the run)"),
+                 ("result", "pod_written", "result to pod condition"),
+                 ("pod_written", "reconcile", "pod write to GameServer reconcile (watch + queue)"),
+                 ("reconcile", "gs_written", "reconcile to opsState written"),
+                 ("gs_written", "seen", "opsState written to read by the poller")]
+        out: dict[str, dict[str, float]] = {}
+        for start, end, label in order:
+            values = []
+            for name, at in flipped.items():
+                marks = dict(self.marks.get(name, {}), flip=at)
+                if seen.get(name) is not None:
+                    marks["seen"] = at + float(seen[name] or 0.0)
+                if start in marks and end in marks:
+                    values.append(marks[end] - marks[start])
+            if values:
+                out[label] = {"n": len(values), "p50": percentile(values, 50), "p99": percentile(values, 99),
+                              "max": max(values)}
+        return out
+
+    def raw(self, flipped: dict[str, float]) -> dict[str, dict[str, float]]:
+        """Per flip, each mark in seconds after the flip."""
+        return {name: {k: round(v - at, 3) for k, v in self.marks.get(name, {}).items()}
+                for name, at in flipped.items()}
+
+
+def watch(state_dir: Path, names: list[str], period: int) -> dict[str, dict[str, float | None]]:
     """Flip each server's probe output to `active` at a random moment within one period; poll every 50 ms
-    until its opsState reads None. Returns seconds from flip to visible, per server (None: not seen)."""
+    until its opsState reads None. Returns, per server, the wall-clock moment of the flip (`flipped`) and the
+    seconds from flip to visible (`seen`; None: not seen)."""
     rng = random.Random(len(names))
     db = sqlite3.connect(state_dir / "state.db", timeout=30)
     start = time.time()
@@ -331,7 +433,7 @@ def watch(state_dir: Path, names: list[str], period: int) -> dict[str, float | N
                     seen[name] = now - flipped[name]
         time.sleep(0.05)
     db.close()
-    return seen
+    return {"seen": seen, "flipped": flipped}
 
 
 # -- the table (the parent) ---------------------------------------------------------------------------------
@@ -435,6 +537,12 @@ def main(argv: list[str] | None = None) -> int:
                 f"KB/GS at {data['size']:,} split: {heap['pymalloc_live'] / 1024:.2f} live Python objects, "
                 f"{heap['pymalloc_free'] / 1024:.2f} free inside pymalloc's arenas, "
                 f"{heap['outside_pymalloc'] / 1024:.2f} outside them (malloc: SQLite's page cache, buffers)")
+    for data in results:
+        stages = data.get("latency_stages")
+        if stages:
+            table.notes.append(
+                f"latency at {data['size']:,} by stage, p50 / p99 s: "
+                + "; ".join(f"{label} {v['p50']:.2f} / {v['p99']:.2f}" for label, v in stages.items()))
     table.notes.append("of demand: probes/s ÷ (servers / period); of limit: probes/s ÷ the faster bare loop's rate")
     table.notes.append("missed: ticks skipped because the previous run had not finished; late: runs started more "
                        "than period/10 after their tick (both over the window)")

@@ -71,3 +71,15 @@ def test_kube_scale_is_quiet_when_nothing_changes_and_sees_every_change(runs: di
         assert raw["seen"] == raw["flips"] > 0, raw
     assert runs_by_path["kruise"]["steady_requests"] == {}  # not even a probe: kruise-daemon probes
     assert runs_by_path["exec"]["exec_per_minute"] > 0
+
+
+def test_fleet_scale_traces_where_each_flips_latency_went(runs: dict[str, Run]) -> None:
+    _, out = runs["fleet_scale"]
+    fleet = json.loads(out.read_text())["params"]["fleets"][0]
+    marks = fleet["latency_marks"]
+    assert len(marks) == fleet["flips"]
+    for name, mark in marks.items():
+        # Every flip went through the whole path, in order (seconds after the flip, read by this process).
+        assert mark["start"] <= mark["result"] <= mark["pod_written"] <= mark["reconcile"] <= mark["gs_written"], name
+    assert {"start to result (the run)", "pod write to GameServer reconcile (watch + queue)"} <= set(
+        fleet["latency_stages"])
