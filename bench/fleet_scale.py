@@ -311,7 +311,6 @@ class FlipTracer:
     call."""
 
     def __init__(self, controller: Any, names: set[str]) -> None:
-        self.names = names
         self.marks: dict[str, dict[str, float]] = {name: {} for name in names}
         self._undo: list[tuple[Any, str, Any]] = []
         prober = controller.manager.prober
@@ -332,7 +331,6 @@ class FlipTracer:
             marks = self.marks.get(probe.pod.name)
             if marks is not None and "result" not in marks:
                 marks["start"] = time.time()  # the last start before the result: the run that saw `active`
-                marks["start_tick"] = marks["start"] - (loop.time() - probe.tick)
             start(probe, now)
 
         state = controller.state
@@ -385,8 +383,9 @@ class FlipTracer:
             values = []
             for name, at in flipped.items():
                 marks = dict(self.marks.get(name, {}), flip=at)
-                if seen.get(name) is not None:
-                    marks["seen"] = at + float(seen[name] or 0.0)
+                visible = seen.get(name)
+                if visible is not None:
+                    marks["seen"] = at + visible
                 if start in marks and end in marks:
                     values.append(marks[end] - marks[start])
             if values:
