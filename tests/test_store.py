@@ -213,3 +213,52 @@ def test_a_state_made_before_the_owner_index_gets_it_on_open(tmp_path: Path) -> 
     assert "objects_owner" in indexes
     assert [p["metadata"]["name"] for p in reopened.list("Pod", "default", {"game.kruise.io/owner-gss": "a"})] == [
         "a-0"]
+
+
+def test_a_damaged_page_met_by_a_request_names_the_file_and_the_fix_and_a_reconcile_logs_no_traceback(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    import sqlite3
+
+    from gamekeeper.control.queue import WorkQueue
+    from gamekeeper.ports.store import StoreDamaged
+
+    state = SqliteState(tmp_path)
+    state.create(gss())
+    store = SqliteStore(state)
+    raised: list[Exception] = [sqlite3.DatabaseError("database disk image is malformed")]
+
+    def failing(*args: Any) -> Any:
+        raise raised[0]
+
+    monkeypatch.setattr(state, "patch", failing)
+
+    async def main() -> None:
+        with pytest.raises(StoreDamaged) as damaged:
+            await store.patch("GameServerSet", "default", "a", {"spec": {"replicas": 2}})
+        assert str(tmp_path / "state.db") in str(damaged.value) and "gk state recover" in str(damaged.value)
+        # Transient (busy) and programming errors are not damage: they pass through as they are.
+        for other in (sqlite3.OperationalError("database is locked"), sqlite3.IntegrityError("x")):
+            raised[0] = other
+            with pytest.raises(type(other)):
+                await store.patch("GameServerSet", "default", "a", {"spec": {"replicas": 2}})
+
+        raised[0] = sqlite3.DatabaseError("database disk image is malformed")
+
+        async def reconcile(namespace: str, name: str) -> None:
+            await store.patch("GameServerSet", namespace, name, {"spec": {"replicas": 2}})
+
+        queue = WorkQueue("test", reconcile)
+        queue.add("default", "a")
+        task = asyncio.create_task(queue.run())
+        while queue.processed < 1:
+            await asyncio.sleep(0.01)
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+    with caplog.at_level("ERROR", logger="gamekeeper.queue"):
+        asyncio.run(main())
+    [record] = [r for r in caplog.records if r.name == "gamekeeper.queue"]
+    assert "is damaged" in record.getMessage() and "gk state recover" in record.getMessage()
+    assert record.exc_info is None
+    assert state.get("GameServerSet", "default", "a")["spec"]["replicas"] == 1  # type: ignore[index]

@@ -1073,8 +1073,10 @@ def main() -> None:
             where = SqliteState.opened or "the state database"
             err.print(Text(f"error: {where} is damaged ({e}). {FIX}", style="red"))
             sys.exit(1)
+        ports = sys.modules.get("gamekeeper.ports.store")
         if not (isinstance(e, CliError) or (pydantic is not None and isinstance(e, pydantic.ValidationError))
-                or (integrity is not None and isinstance(e, integrity.StateDamaged))):
+                or (integrity is not None and isinstance(e, integrity.StateDamaged))
+                or (ports is not None and isinstance(e, ports.StoreDamaged))):
             raise
         err.print(Text(f"error: {e}", style="red"))
         sys.exit(1)

@@ -40,7 +40,7 @@ from gamekeeper.api.times import parse_time
 from gamekeeper.control.probes import http_get_probe, tcp_socket_probe
 from gamekeeper.core.service_quality import MAX_MESSAGE_BYTES, ProbeWorker, probe_condition, probe_message
 from gamekeeper.ports.runtime import ContainerNotRunning, ExecResult, Runtime
-from gamekeeper.ports.store import Conflict, Obj, Store, spec_version
+from gamekeeper.ports.store import Conflict, Obj, Store, StoreDamaged, spec_version
 
 log = logging.getLogger("gamekeeper.prober")
 
@@ -486,8 +486,9 @@ class Prober:
     async def _write(self, probe: _Probe, success: bool, message: str) -> None:
         try:
             await self._write_condition(probe.pod, probe.quality.name, success, message)
-        except Exception:
-            log.exception("writing the %s probe result of %s failed", probe.quality.name, probe.pod.name)
+        except Exception as e:
+            log.error("writing the %s probe result of %s failed%s", probe.quality.name, probe.pod.name,
+                      f": {e}" if isinstance(e, StoreDamaged) else "", exc_info=not isinstance(e, StoreDamaged))
         finally:
             probe.busy = False
 

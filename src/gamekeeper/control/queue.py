@@ -8,7 +8,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
-from gamekeeper.ports.store import Conflict
+from gamekeeper.ports.store import Conflict, StoreDamaged
 
 log = logging.getLogger("gamekeeper.queue")
 
@@ -67,6 +67,8 @@ class WorkQueue:
         self._failures: dict[Key, int] = {}
         self._not_before: dict[Key, float] = {}
         self.processed = 0
+        # Seconds spent in the handler, all keys together: how much of the loop this queue took.
+        self.busy = 0.0
 
     def add(self, namespace: str, name: str) -> None:
         key = (namespace, name)
@@ -97,14 +99,18 @@ class WorkQueue:
             except Conflict:
                 # Someone wrote in between: read again at once (level-triggered, nothing is lost).
                 self.add(*key)
-            except Exception:
+            except Exception as e:
                 failures = self._failures.get(key, 0) + 1
                 self._failures[key] = failures
                 delay = min(0.2 * 2**failures, 30.0)
-                log.exception("%s: reconcile %s/%s failed (retry in %.1fs)", self.name, *key, delay)
+                if isinstance(e, StoreDamaged):  # the message says what and what to do; the stack adds nothing
+                    log.error("%s: reconcile %s/%s failed (retry in %.1fs): %s", self.name, *key, delay, e)
+                else:
+                    log.exception("%s: reconcile %s/%s failed (retry in %.1fs)", self.name, *key, delay)
                 self.add_after(delay, *key)
             self.processed += 1
             took = time.perf_counter() - started
+            self.busy += took
             if self.observe is not None:
                 self.observe(self.name, took)
             if self.spacing:

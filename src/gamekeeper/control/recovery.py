@@ -32,7 +32,7 @@ from gamekeeper.core.recovery import (
     tally,
 )
 from gamekeeper.ports.runtime import CommandRunner, ContainerNotRunning, ContainerRestarter, Runtime
-from gamekeeper.ports.store import Conflict, NotFound, Obj, Store
+from gamekeeper.ports.store import Conflict, NotFound, Obj, Store, StoreDamaged
 
 log = logging.getLogger("gamekeeper.recovery")
 
@@ -283,8 +283,9 @@ class RecoveryController:
                     continue
         except asyncio.CancelledError:
             raise
-        except Exception:
-            log.exception("recovery step of %s/%s failed", namespace, name)
+        except Exception as e:
+            log.error("recovery step of %s/%s failed%s", namespace, name,
+                      f": {e}" if isinstance(e, StoreDamaged) else "", exc_info=not isinstance(e, StoreDamaged))
         finally:
             self._acting.pop((namespace, name), None)
             self.requeue(namespace, name)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import builtins
 import functools
+import json
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -51,6 +52,12 @@ def project(obj: Obj, paths: Sequence[str]) -> Obj:
     return out
 
 
+def fingerprint(value: Any) -> int:
+    """A number that changes when `value` (JSON-shaped) does, for telling whether what a controller reads of an
+    object changed. Keys in any order; 64 bits of the text's hash (per process, never stored)."""
+    return hash(json.dumps(value, sort_keys=True, separators=(",", ":"), default=str))
+
+
 @functools.lru_cache(maxsize=256)
 def split_path(path: str) -> tuple[tuple[str, ...], tuple[str, str] | None]:
     """A projection path's keys, and its closing filter (field, value) if it has one."""
@@ -74,6 +81,12 @@ def kept(value: Any, keep: tuple[str, str]) -> Any:
 
 class StoreError(Exception):
     pass
+
+
+class StoreDamaged(StoreError):
+    """The store's own files are damaged where a request met them; the message names the file and the fix.
+    Retrying cannot help until someone repairs them, so a reconcile that meets it says so in one line, not with a
+    traceback, and backs off as with any failure."""
 
 
 class NotFound(StoreError):

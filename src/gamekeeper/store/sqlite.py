@@ -34,6 +34,7 @@ from gamekeeper.ports.store import (
     EventRecord,
     NotFound,
     Obj,
+    StoreDamaged,
     kept,
     project,
     split_path,
@@ -657,13 +658,27 @@ class SqliteStore:
         self.state = state
         self.resync_seconds = resync_seconds
 
+    @contextlib.contextmanager
+    def _named(self) -> Iterator[None]:
+        """A damaged page met by a request becomes StoreDamaged, naming the file and the fix (the CLI says the same
+        for its own queries). Only SQLite's plain DatabaseError ("database disk image is malformed", "file is not a
+        database"): a busy database (OperationalError) is transient, and the other subclasses are bugs."""
+        try:
+            yield
+        except sqlite3.DatabaseError as e:
+            if type(e) is not sqlite3.DatabaseError:
+                raise
+            raise StoreDamaged(f"{self.state.path} is damaged ({e}). {integrity.FIX}") from e
+
     async def get(self, kind: str, namespace: str, name: str) -> Obj | None:
-        return self.state.get(kind, namespace, name)
+        with self._named():
+            return self.state.get(kind, namespace, name)
 
     async def list(
         self, kind: str, namespace: str | None = None, labels: Mapping[str, str] | None = None
     ) -> builtins.list[Obj]:
-        return self.state.list(kind, namespace, labels)
+        with self._named():
+            return self.state.list(kind, namespace, labels)
 
     async def list_projected(
         self,
@@ -672,13 +687,16 @@ class SqliteStore:
         namespace: str | None = None,
         labels: Mapping[str, str] | None = None,
     ) -> builtins.list[Obj]:
-        return self.state.list_projected(kind, paths, namespace, labels)
+        with self._named():
+            return self.state.list_projected(kind, paths, namespace, labels)
 
     async def create(self, obj: Obj) -> Obj:
-        return self.state.create(obj)
+        with self._named():
+            return self.state.create(obj)
 
     async def replace(self, obj: Obj) -> Obj:
-        return self.state.replace(obj)
+        with self._named():
+            return self.state.replace(obj)
 
     async def patch(
         self,
@@ -689,20 +707,24 @@ class SqliteStore:
         resource_version: str | None = None,
         subresource: str | None = None,
     ) -> Obj:
-        return self.state.patch(kind, namespace, name, patch, resource_version, subresource)
+        with self._named():
+            return self.state.patch(kind, namespace, name, patch, resource_version, subresource)
 
     async def delete(self, kind: str, namespace: str, name: str, resource_version: str | None = None) -> None:
-        self.state.delete(kind, namespace, name, resource_version)
+        with self._named():
+            self.state.delete(kind, namespace, name, resource_version)
 
     async def record_event(
         self, involved: Obj, type: str, reason: str, message: str, source: str = "gamekeeper"
     ) -> None:
-        self.state.record_event(involved, type, reason, message, source)
+        with self._named():
+            self.state.record_event(involved, type, reason, message, source)
 
     async def list_events(
         self, namespace: str | None = None, kind: str | None = None, name: str | None = None
     ) -> builtins.list[EventRecord]:
-        return self.state.list_events(namespace, kind, name)
+        with self._named():
+            return self.state.list_events(namespace, kind, name)
 
     def watch(self, kinds: set[str] | None = None) -> AsyncIterator[Change]:
         """Changes from the moment of the call (not of the first iteration: a consumer that lists after
