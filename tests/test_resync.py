@@ -256,3 +256,91 @@ async def test_a_resync_marker_queues_everything(tmp_path: Path) -> None:
 
         await running.until("the opsState on the pod's label", label_synced)
         assert running.resyncs == [True, True]  # the start's, and the marker's (the periodic one is an hour off)
+
+
+async def three_ready(running: Running, name: str = "a") -> None:
+    await running.apply(set_yaml(name, 3))
+    for i in range(3):
+        async def made(i: int = i) -> bool:
+            return await running.store.get("Pod", NS, f"{name}-{i}") is not None
+
+        await running.until(f"pod {name}-{i}", made)
+        await running.ready_pod(f"{name}-{i}")
+    await running.settled()
+
+
+def set_wide(running: Running) -> tuple[int, int]:
+    return running.manager.gss_queue.processed, running.manager.workload_queue.processed
+
+
+@pytest.mark.asyncio
+async def test_a_probe_result_queues_no_set_wide_reconcile(tmp_path: Path) -> None:
+    """Issue 14: at 10,000 pods each set-wide reconcile lists every pod; a probe result (a pod condition neither
+    reads) must not bring them back, while the GameServer still sees it."""
+    async with Running(tmp_path, resync_seconds=3600) as running:
+        await three_ready(running)
+        before, gs_before = set_wide(running), running.manager.gs_queue.processed
+        pod = await running.store.get("Pod", NS, "a-1")
+        assert pod is not None
+        conditions = [*pod["status"]["conditions"],
+                      {"type": "game.kruise.io/healthy", "status": "True", "message": "ok"}]
+        await running.store.patch("Pod", NS, "a-1", {"status": {"conditions": conditions}}, subresource="status")
+        await running.settled()
+        assert set_wide(running) == before
+        assert running.manager.gs_queue.processed > gs_before
+
+        # Ready is read by the workload (readiness, availability), not by the set.
+        conditions = [dict(c, status="False") if c["type"] == "Ready" else c for c in conditions]
+        await running.store.patch("Pod", NS, "a-1", {"status": {"conditions": conditions}}, subresource="status")
+
+        async def not_ready() -> bool:
+            return (await workload_status(running, "a")).get("readyReplicas") == 2
+
+        await running.until("readyReplicas 2", not_ready)
+        await running.settled()
+        after = set_wide(running)
+        assert after[1] > before[1]
+
+
+@pytest.mark.asyncio
+async def test_an_ops_state_change_reaches_the_set_and_not_the_workload(tmp_path: Path) -> None:
+    async with Running(tmp_path, resync_seconds=3600) as running:
+        await three_ready(running)
+        before = set_wide(running)
+        await running.store.patch("GameServer", NS, "a-2", {"spec": {"opsState": "Maintaining"}})
+
+        async def counted() -> bool:
+            gss = await running.store.get("GameServerSet", NS, "a")
+            return ((gss or {}).get("status") or {}).get("maintainingReplicas") == 1
+
+        await running.until("maintainingReplicas 1", counted)
+        await running.settled()
+        pod = await running.store.get("Pod", NS, "a-2")
+        assert pod is not None and pod["metadata"]["labels"][GS_OPS_STATE_KEY] == "Maintaining"
+        gss_runs, workload_runs = set_wide(running)
+        assert gss_runs > before[0]
+        assert workload_runs == before[1]  # the opsState label and its stamp are not read by the rollout
+
+
+@pytest.mark.asyncio
+async def test_the_sets_own_status_write_does_not_queue_it_again_and_a_spec_change_does(tmp_path: Path) -> None:
+    async with Running(tmp_path, resync_seconds=3600) as running:
+        await three_ready(running)
+        before = set_wide(running)
+        await running.store.patch("GameServerSet", NS, "a", {"status": {"replicas": 3, "readyReplicas": 0}},
+                                  subresource="status")
+        await running.settled()
+        assert set_wide(running) == before  # status only: nothing the set decides from changed
+
+        await running.store.patch("GameServerSet", NS, "a", {"spec": {"replicas": 2}})
+
+        async def scaled() -> bool:
+            return await running.store.get("Pod", NS, "a-2") is None
+
+        await running.until("a-2 deleted", scaled)
+        await running.settled()
+        gss_runs, workload_runs = set_wide(running)
+        assert gss_runs > before[0] and workload_runs > before[1]
+        # A deleted pod reaches both: the set's counts are right again.
+        gss = await running.store.get("GameServerSet", NS, "a")
+        assert gss is not None and gss["status"]["currentReplicas"] == 2

@@ -35,7 +35,7 @@ from gamekeeper.core.ordinals import (
     string_to_ordinal_set,
 )
 from gamekeeper.core.scaling import PodView, compute_to_scale, replicas_after_killing
-from gamekeeper.ports.store import AlreadyExists, NotFound, Obj, Store
+from gamekeeper.ports.store import AlreadyExists, NotFound, Obj, Store, fingerprint, project
 
 log = logging.getLogger("gamekeeper.gameserverset")
 
@@ -43,6 +43,23 @@ WORKLOAD_API = "gamekeeper.io/v1alpha1"
 TEMPLATE_HASH_LABEL = "controller-revision-hash"
 # What the set controller reads of its pods (with their names): a projection, not 10,000 whole pods.
 POD_VIEW_PATHS = ("metadata.labels", "metadata.deletionTimestamp")
+
+
+def pod_mark(pod: Obj) -> int:
+    """What this controller reads of a pod (POD_VIEW_PATHS), as a number: a pod change that leaves it as it was (a
+    probe result, a container restart) cannot change the set's decisions or counts, and does not queue the set."""
+    view = project(pod, POD_VIEW_PATHS)
+    view["metadata"].pop("resourceVersion", None)
+    return fingerprint(view)
+
+
+def spec_mark(gss: Obj) -> int:
+    """All of a set but its status and version, as a number: the set's own status write (every count change) does
+    not queue it again. This reconcile reads its status only to leave an unchanged one unwritten, so a status
+    written by someone else stays until the set's next change (as controller-runtime's GenerationChangedPredicate
+    would leave it; annotations count here, which that predicate ignores)."""
+    meta = {k: v for k, v in gss["metadata"].items() if k not in ("resourceVersion", "managedFields")}
+    return fingerprint({"metadata": meta, "spec": gss.get("spec")})
 
 
 def workload_hash(gss: Obj) -> str:

@@ -12,11 +12,13 @@ from typing import Any
 from gamekeeper.api.models import OWNER_GSS_KEY
 from gamekeeper.control.autoscale import Autoscaler
 from gamekeeper.control.gameserver import GameServerController
-from gamekeeper.control.gameserverset import GameServerSetController
+from gamekeeper.control.gameserverset import GameServerSetController, spec_mark
+from gamekeeper.control.gameserverset import pod_mark as set_pod_mark
 from gamekeeper.control.prober import Prober
 from gamekeeper.control.queue import WorkQueue
 from gamekeeper.control.recovery import RecoveryController
 from gamekeeper.control.workload import WorkloadController
+from gamekeeper.control.workload import pod_mark as workload_pod_mark
 from gamekeeper.ports.runtime import ContainerRestarter, Runtime
 from gamekeeper.ports.store import Change, Store, spec_version
 
@@ -27,6 +29,8 @@ SET_SPACING = 4.0
 
 # What the resync lists; each kind's objects route to the queues in `on_change`.
 RESYNC_KINDS = ("GameServerSet", "Workload", "Pod", "GameServer")
+
+_MASK = (1 << 64) - 1
 
 PodListener = Callable[[str, str], None]
 ChangeListener = Callable[[Change], None]
@@ -78,6 +82,16 @@ class ControllerManager:
         # A set's change reaches its pods' probes through this queue, so that a burst of status updates of one set
         # is looked at once.
         self.probe_set_queue = WorkQueue("prober-set", self._probe_set, observe_reconcile)
+        # A pod's or a set's change reaches the set-wide reconciles through these, which read the changed object
+        # and queue each set-wide reconcile only if what it reads of it changed (`_pod_changed`, `_set_changed`): at
+        # 10,000 pods a set's reconcile lists them all, and most pod changes (probe results, opsState labels for the
+        # workload) cannot change its outcome.
+        self.pod_changes_queue = WorkQueue("pod-changes", self._pod_changed, observe_reconcile)
+        self.set_changes_queue = WorkQueue("gameserverset-changes", self._set_changed, observe_reconcile)
+        # Per namespace, pod name → what the set's and the workload's reconciles last saw of it, one 128-bit number
+        # (set mark << 64 | workload mark); per set, its spec_mark. ~100 bytes a pod.
+        self._pod_marks: dict[str, dict[str, int]] = {}
+        self._set_marks: dict[tuple[str, str], int] = {}
         # (uid, generation) of each set whose pods' probes were last re-synced.
         self._probed_specs: dict[tuple[str, str], tuple[str, object]] = {}
         # minReadySeconds: a pod that is Ready but not yet available is looked at again when it will be.
@@ -92,7 +106,7 @@ class ControllerManager:
 
     def queues(self) -> list[WorkQueue]:
         return [self.gss_queue, self.workload_queue, self.gs_queue, self.probe_queue, self.probe_set_queue,
-                self.recovery_queue]
+                self.recovery_queue, self.pod_changes_queue, self.set_changes_queue]
 
     async def enqueue_all(self) -> None:
         """Queue every object for every controller: at start, and when the change feed was lost (RESYNC)."""
@@ -132,18 +146,27 @@ class ControllerManager:
             change_listener(change)
         if self.autoscaler is not None:
             self.autoscaler.on_change(change)
+        # A SYNC (a listing's, not the feed's) queues the set-wide reconciles straight away: what they last saw of
+        # the object is not known to be current then.
         if change.kind == "GameServerSet":
-            self.gss_queue.add(ns, name)
-            self.workload_queue.add(ns, name)
+            # Not the workload: it reads its own object and the pods, and the set's changes reach it as writes to
+            # the Workload.
             self.probe_set_queue.add(ns, name)
+            if change.type == "SYNC":
+                self.gss_queue.add(ns, name)
+            else:
+                self.set_changes_queue.add(ns, name)
         elif change.kind == "Workload":
             self.workload_queue.add(ns, name)
             self.gss_queue.add(ns, name)
         elif change.kind == "Pod":
             self.gs_queue.add(ns, name)
-            self.gss_queue.add(ns, owner_name(name))
-            self.workload_queue.add(ns, owner_name(name))
             self.probe_queue.add(ns, name)
+            if change.type == "SYNC":
+                self.gss_queue.add(ns, owner_name(name))
+                self.workload_queue.add(ns, owner_name(name))
+            else:
+                self.pod_changes_queue.add(ns, name)
             for listener in self.pod_listeners:
                 listener(ns, name)
         elif change.kind == "GameServer":
@@ -165,6 +188,40 @@ class ControllerManager:
             # Interned: a pod and its GameServer share one name string here.
             ns = seen.setdefault(sys.intern(change.namespace), {})
             ns[sys.intern(change.name)] = change.resource_version
+
+    async def _pod_changed(self, namespace: str, name: str) -> None:
+        """Queue the pod's set and workload if what each reads of the pod changed, or the pod is new or gone."""
+        pod = await self.store.get("Pod", namespace, name)
+        marks = self._pod_marks.get(namespace)
+        old = None if marks is None else marks.get(name)
+        owner = owner_name(name)
+        if pod is None:
+            if marks is not None:
+                marks.pop(name, None)
+                if not marks:
+                    del self._pod_marks[namespace]
+            self.gss_queue.add(namespace, owner)
+            self.workload_queue.add(namespace, owner)
+            return
+        new = (set_pod_mark(pod) & _MASK) << 64 | (workload_pod_mark(pod) & _MASK)
+        self._pod_marks.setdefault(sys.intern(namespace), {})[sys.intern(name)] = new
+        if old is None or old >> 64 != new >> 64:
+            self.gss_queue.add(namespace, owner)
+        if old is None or old & _MASK != new & _MASK:
+            self.workload_queue.add(namespace, owner)
+
+    async def _set_changed(self, namespace: str, name: str) -> None:
+        """Queue the set's reconcile unless only its status changed (see gameserverset.spec_mark)."""
+        key = (namespace, name)
+        gss = await self.store.get("GameServerSet", namespace, name)
+        if gss is None:
+            self._set_marks.pop(key, None)
+            self.gss_queue.add(namespace, name)
+            return
+        mark = spec_mark(gss)
+        if self._set_marks.get(key) != mark:
+            self._set_marks[key] = mark
+            self.gss_queue.add(namespace, name)
 
     async def _probe_set(self, namespace: str, name: str) -> None:
         """Re-sync the probes of a set's pods when its spec changed (serviceQualities live there), or it is gone.

@@ -24,7 +24,15 @@ from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import Any
 
-from gamekeeper.api.models import GS_STATE_KEY, LIFECYCLE_STATE_KEY, OWNER_GSS_KEY
+from gamekeeper.api.models import (
+    GS_DELETE_PRIORITY_KEY,
+    GS_NETWORK_DISABLED_KEY,
+    GS_OPS_STATE_KEY,
+    GS_OPS_STATE_LAST_CHANGED_KEY,
+    GS_STATE_KEY,
+    LIFECYCLE_STATE_KEY,
+    OWNER_GSS_KEY,
+)
 from gamekeeper.control.gameserverset import TEMPLATE_HASH_LABEL, owner_reference
 from gamekeeper.control.pace import in_slices
 from gamekeeper.core.ordinals import index_from_name, reserve_ordinal_set
@@ -55,7 +63,7 @@ from gamekeeper.core.update import (
     revision_name,
     template_diff,
 )
-from gamekeeper.ports.store import AlreadyExists, Conflict, NotFound, Obj, Store, project
+from gamekeeper.ports.store import AlreadyExists, Conflict, NotFound, Obj, Store, fingerprint, project
 
 log = logging.getLogger("gamekeeper.workload")
 
@@ -70,6 +78,26 @@ MANAGED_ANNOTATIONS = frozenset({INPLACE_STATE_KEY, UPDATING_CONTAINERS_KEY})
 # Of the conditions only Ready is read (readiness, and minReadySeconds from its lastTransitionTime); a pod's other
 # conditions (probe results with their messages) were most of the projection's size.
 MEMBER_PATHS = ("metadata.labels", "metadata.deletionTimestamp", "status.phase", "status.conditions[type=Ready]")
+
+
+# What the GameServer controller writes on a pod from its GameServer's spec that no step here reads (the rollout
+# reads the update priority and the state, which are not here), and the probes' conditions (only Ready is read):
+# a pod change that touches nothing else does not queue the workload. Everything else counts, whole pods included
+# (an in-place update waits on containerStatuses and annotations).
+UNREAD_LABELS = frozenset({GS_OPS_STATE_KEY, GS_DELETE_PRIORITY_KEY, GS_NETWORK_DISABLED_KEY})
+UNREAD_ANNOTATIONS = frozenset({GS_OPS_STATE_LAST_CHANGED_KEY})
+
+
+def pod_mark(pod: Obj) -> int:
+    """A pod as this controller can read it, as a number (see UNREAD_LABELS)."""
+    meta = dict(pod.get("metadata") or {})
+    meta.pop("resourceVersion", None)
+    meta.pop("managedFields", None)
+    meta["labels"] = {k: v for k, v in (meta.get("labels") or {}).items() if k not in UNREAD_LABELS}
+    meta["annotations"] = {k: v for k, v in (meta.get("annotations") or {}).items() if k not in UNREAD_ANNOTATIONS}
+    status = dict(pod.get("status") or {})
+    status["conditions"] = [c for c in status.get("conditions") or [] if c.get("type") == "Ready"]
+    return fingerprint({"metadata": meta, "spec": pod.get("spec"), "status": status})
 
 
 def _labels(obj: Mapping[str, Any]) -> dict[str, str]:
