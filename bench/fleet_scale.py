@@ -245,6 +245,10 @@ async def _one_fleet(tmp: Path, size: int, kubelet: str, period: int, window: fl
         # Detection latency, measured by another process reading the database as `gk get` does.
         names = random.Random(size).sample([f"{GSS}-{i}" for i in range(size)], min(flips, size))
         tracer = FlipTracer(controller, set(names))
+        queues_before = {q.name: (q.processed, q.busy) for q in controller.manager.queues()}
+        cpu_before, flips_started = cpu_seconds(), time.monotonic()
+        flip_series: list[tuple[float, int, int, int]] = []
+        flip_sampler = asyncio.create_task(sample_queue(prober, flip_series))
         watcher = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "bench.fleet_scale", "--watch", str(state_dir), "--period", str(period),
             "--names", ",".join(names), stdout=subprocess.PIPE, cwd=ROOT,
@@ -252,6 +256,18 @@ async def _one_fleet(tmp: Path, size: int, kubelet: str, period: int, window: fl
         out, _ = await watcher.communicate()
         watched = json.loads(out.decode().strip().splitlines()[-1])
         tracer.close()
+        flip_sampler.cancel()
+        flip_elapsed = time.monotonic() - flips_started
+        # While the flips are detected: what each queue took of the loop, and the controller's CPU: where the
+        # headroom the probes' slots need goes.
+        result["flip_phase"] = {
+            "seconds": flip_elapsed,
+            "controller_cpu_percent": 100 * (cpu_seconds()[0] - cpu_before[0]) / flip_elapsed,
+            "queues": {q.name: {"reconciles": q.processed - queues_before[q.name][0],
+                                "busy_percent": 100 * (q.busy - queues_before[q.name][1]) / flip_elapsed}
+                       for q in controller.manager.queues()},
+            "queue_series": flip_series,
+        }
         latencies = watched["seen"]
         values = [v for v in latencies.values() if v is not None]
         result["latency_stages"] = tracer.stages(watched["flipped"], latencies)
@@ -542,6 +558,15 @@ def main(argv: list[str] | None = None) -> int:
             table.notes.append(
                 f"latency at {data['size']:,} by stage, p50 / p99 s: "
                 + "; ".join(f"{label} {v['p50']:.2f} / {v['p99']:.2f}" for label, v in stages.items()))
+    for data in results:
+        phase = data.get("flip_phase")
+        if phase:
+            busy = {name: q["busy_percent"] for name, q in phase["queues"].items() if q["reconciles"]}
+            table.notes.append(
+                f"while the flips at {data['size']:,} were detected ({phase['seconds']:.0f} s): controller CPU "
+                f"{phase['controller_cpu_percent']:.0f} %; loop share by queue: "
+                + ", ".join(f"{name} {share:.1f} % ({phase['queues'][name]['reconciles']})"
+                            for name, share in sorted(busy.items(), key=lambda kv: -kv[1])))
     table.notes.append("of demand: probes/s ÷ (servers / period); of limit: probes/s ÷ the faster bare loop's rate")
     table.notes.append("missed: ticks skipped because the previous run had not finished; late: runs started more "
                        "than period/10 after their tick (both over the window)")
