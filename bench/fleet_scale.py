@@ -165,6 +165,7 @@ async def _one_fleet(tmp: Path, size: int, kubelet: str, period: int, window: fl
     reader = controller.state.db  # the controller's own connection: no second page cache in this process
     try:
         t0 = time.monotonic()
+        setup_before = queue_counts(controller), cpu_seconds()
         heap_series: list[tuple[float, float, float, float]] = []
         heap_sampler = asyncio.create_task(sample_heap(heap_series)) if os.environ.get("GK_BENCH_HEAP_SERIES") else None
         if precreate:
@@ -187,9 +188,16 @@ async def _one_fleet(tmp: Path, size: int, kubelet: str, period: int, window: fl
             if controller.state.writes != last:
                 last, quiet_since = controller.state.writes, time.monotonic()
         result["setup_seconds"] = quiet_since - t0 + result.get("precreate_seconds", 0.0)
-        await asyncio.sleep(period)  # every probe has run at least once more
-
+        result["setup_phase"] = loop_shares(controller, *setup_before, time.monotonic() - t0)
         prober = controller.manager.prober
+        # The probes waiting for a slot while every probe runs once more before the window: a backlog left by the
+        # set-up (the controller near a full core while it builds the fleet) drains here, or into the window.
+        settle_series: list[tuple[float, int, int, int]] = []
+        settle_sampler = asyncio.create_task(sample_queue(prober, settle_series))
+        await asyncio.sleep(period)  # every probe has run at least once more
+        settle_sampler.cancel()
+        result["settle_series"] = settle_series
+
         stats = prober.stats
         rv_before = controller.state.current_rv()
         reconciles_before = {q.name: q.processed for q in controller.manager.queues()}
@@ -245,8 +253,7 @@ async def _one_fleet(tmp: Path, size: int, kubelet: str, period: int, window: fl
         # Detection latency, measured by another process reading the database as `gk get` does.
         names = random.Random(size).sample([f"{GSS}-{i}" for i in range(size)], min(flips, size))
         tracer = FlipTracer(controller, set(names))
-        queues_before = {q.name: (q.processed, q.busy) for q in controller.manager.queues()}
-        cpu_before, flips_started = cpu_seconds(), time.monotonic()
+        queues_before, cpu_before, flips_started = queue_counts(controller), cpu_seconds(), time.monotonic()
         flip_series: list[tuple[float, int, int, int]] = []
         flip_sampler = asyncio.create_task(sample_queue(prober, flip_series))
         watcher = await asyncio.create_subprocess_exec(
@@ -260,14 +267,8 @@ async def _one_fleet(tmp: Path, size: int, kubelet: str, period: int, window: fl
         flip_elapsed = time.monotonic() - flips_started
         # While the flips are detected: what each queue took of the loop, and the controller's CPU: where the
         # headroom the probes' slots need goes.
-        result["flip_phase"] = {
-            "seconds": flip_elapsed,
-            "controller_cpu_percent": 100 * (cpu_seconds()[0] - cpu_before[0]) / flip_elapsed,
-            "queues": {q.name: {"reconciles": q.processed - queues_before[q.name][0],
-                                "busy_percent": 100 * (q.busy - queues_before[q.name][1]) / flip_elapsed}
-                       for q in controller.manager.queues()},
-            "queue_series": flip_series,
-        }
+        result["flip_phase"] = {**loop_shares(controller, queues_before, cpu_before, flip_elapsed),
+                                "queue_series": flip_series}
         latencies = watched["seen"]
         values = [v for v in latencies.values() if v is not None]
         result["latency_stages"] = tracer.stages(watched["flipped"], latencies)
@@ -285,6 +286,23 @@ async def _one_fleet(tmp: Path, size: int, kubelet: str, period: int, window: fl
         if kubelet == "real":
             stop_processes(state_dir)
     return result
+
+
+def queue_counts(controller: Any) -> dict[str, tuple[int, float]]:
+    return {q.name: (q.processed, q.busy) for q in controller.manager.queues()}
+
+
+def loop_shares(controller: Any, before: dict[str, tuple[int, float]], cpu_before: tuple[float, ...],
+                elapsed: float) -> dict[str, Any]:
+    """Since `before`: the controller's CPU, and each queue's reconciles and the wall time spent inside its handler
+    (a handler that awaits, as the set-wide ones do between slices, counts the others' time meanwhile too)."""
+    return {
+        "seconds": elapsed,
+        "controller_cpu_percent": 100 * (cpu_seconds()[0] - cpu_before[0]) / elapsed,
+        "queues": {q.name: {"reconciles": q.processed - before[q.name][0],
+                            "busy_percent": 100 * (q.busy - before[q.name][1]) / elapsed}
+                   for q in controller.manager.queues()},
+    }
 
 
 async def sample_queue(prober: Any, series: list[tuple[float, int, int, int]]) -> None:
@@ -559,14 +577,22 @@ def main(argv: list[str] | None = None) -> int:
                 f"latency at {data['size']:,} by stage, p50 / p99 s: "
                 + "; ".join(f"{label} {v['p50']:.2f} / {v['p99']:.2f}" for label, v in stages.items()))
     for data in results:
-        phase = data.get("flip_phase")
-        if phase:
-            busy = {name: q["busy_percent"] for name, q in phase["queues"].items() if q["reconciles"]}
+        waiting = [row[1] for row in data.get("queue_series") or []][:1]
+        if waiting and waiting[0]:
             table.notes.append(
-                f"while the flips at {data['size']:,} were detected ({phase['seconds']:.0f} s): controller CPU "
-                f"{phase['controller_cpu_percent']:.0f} %; loop share by queue: "
-                + ", ".join(f"{name} {share:.1f} % ({phase['queues'][name]['reconciles']})"
-                            for name, share in sorted(busy.items(), key=lambda kv: -kv[1])))
+                f"at {data['size']:,} the window began with {waiting[0]:,} probes waiting for a slot, left by the "
+                "set-up (settle_series in the JSON: the backlog while every probe ran once more before the window)")
+    for data in results:
+        for key, during in (("setup_phase", "during the setup"), ("flip_phase", "while the flips were detected")):
+            phase = data.get(key)
+            if phase:
+                busy = {name: q["busy_percent"] for name, q in phase["queues"].items() if q["reconciles"]}
+                table.notes.append(
+                    f"{during} at {data['size']:,} ({phase['seconds']:.0f} s): controller CPU "
+                    f"{phase['controller_cpu_percent']:.0f} %; time in each queue's handler, % of the phase "
+                    f"(reconciles; set-wide ones yield to the loop mid-way, so shares overlap): "
+                    + ", ".join(f"{name} {share:.1f} % ({phase['queues'][name]['reconciles']:,})"
+                                for name, share in sorted(busy.items(), key=lambda kv: -kv[1])))
     table.notes.append("of demand: probes/s ÷ (servers / period); of limit: probes/s ÷ the faster bare loop's rate")
     table.notes.append("missed: ticks skipped because the previous run had not finished; late: runs started more "
                        "than period/10 after their tick (both over the window)")

@@ -309,6 +309,53 @@ class FakeTime:
 
 
 @pytest.mark.asyncio
+async def test_set_wide_queues_sharing_a_lock_never_run_at_once_and_the_wait_is_not_their_duration(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The set's and the workload's reconciles each list every pod of a set and yield mid-way; with a shared lock
+    their listings are never alive together, and the one that waited is not spaced for the other's time."""
+    import gamekeeper.control.queue as queue_module
+
+    clock = FakeTime()
+    monkeypatch.setattr(queue_module, "time", clock)
+    lock = asyncio.Lock()
+    running: set[str] = set()
+    overlaps: list[set[str]] = []
+    took: dict[str, list[float]] = {"a": [], "b": []}
+
+    def make(queue_name: str) -> Any:
+        async def handler(namespace: str, name: str) -> None:
+            running.add(queue_name)
+            if len(running) > 1:
+                overlaps.append(set(running))
+            for _ in range(5):  # slices of a long reconcile (0.01 s of fake time each), the loop free between them
+                clock.now += 0.01
+                await asyncio.sleep(0)
+            running.discard(queue_name)
+        return handler
+
+    def observe(queue_name: str, seconds: float) -> None:
+        took[queue_name].append(seconds)
+
+    queues = {n: WorkQueue(n, make(n), observe=observe, exclusive=lock) for n in ("a", "b")}
+    workers = [asyncio.create_task(q.run()) for q in queues.values()]
+    try:
+        for _ in range(3):
+            queues["a"].add(NS, "set")
+            queues["b"].add(NS, "set")
+            for _ in range(30):
+                await asyncio.sleep(0)
+    finally:
+        for worker in workers:
+            worker.cancel()
+        await asyncio.gather(*workers, return_exceptions=True)
+    assert len(took["a"]) == 3 and len(took["b"]) == 3
+    assert overlaps == []
+    # Each run took its own five slices, never the other's too (which the one that waited would count without it).
+    assert max(took["a"] + took["b"]) == pytest.approx(0.05)
+    assert not lock.locked()
+
+
+@pytest.mark.asyncio
 async def test_an_expensive_key_is_spaced_and_its_changes_coalesced(monkeypatch: pytest.MonkeyPatch) -> None:
     import gamekeeper.control.queue as queue_module
 

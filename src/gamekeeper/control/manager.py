@@ -71,8 +71,11 @@ class ControllerManager:
         self.autoscaler = Autoscaler(store, clock) if autoscale else None
         # A set's reconcile reads all its pods and comes back on every pod change: spaced, so that at 10,000 pods
         # it does not crowd out the per-server work (see WorkQueue).
-        self.gss_queue = WorkQueue("gameserverset", self.gss.reconcile, observe_reconcile, spacing=SET_SPACING)
-        self.workload_queue = WorkQueue("workload", self.workloads.reconcile, observe_reconcile, spacing=SET_SPACING)
+        set_wide = asyncio.Lock()
+        self.gss_queue = WorkQueue("gameserverset", self.gss.reconcile, observe_reconcile, spacing=SET_SPACING,
+                                   exclusive=set_wide)
+        self.workload_queue = WorkQueue("workload", self.workloads.reconcile, observe_reconcile, spacing=SET_SPACING,
+                                        exclusive=set_wide)
         self.gs_queue = WorkQueue("gameserver", self.gameservers.reconcile, observe_reconcile)
         self.probe_queue = WorkQueue("prober", self.prober.sync_pod, observe_reconcile)
         self.recovery = RecoveryController(store, runtime, clock, restarter)

@@ -53,21 +53,28 @@ class WorkQueue:
         handler: Callable[[str, str], Awaitable[None]],
         observe: Callable[[str, float], None] | None = None,
         spacing: float = 0.0,
+        exclusive: asyncio.Lock | None = None,
     ) -> None:
         """`spacing`: a key whose reconcile took d seconds is not reconciled again within spacing × d (at most
         MAX_SPACING), so that one expensive key re-queued by every change of a large fleet (a set's reconcile
         lists all its pods) takes at most 1 / (1 + spacing) of the event loop; the changes meanwhile are
-        coalesced into the one pending reconcile."""
+        coalesced into the one pending reconcile.
+
+        `exclusive`: a lock the queues of the set-wide reconciles share, so that one of them runs at a time, its
+        slices' yields included: each lists every pod of a set, and two listings alive at once set the high-water
+        mark of the interpreter's arenas, which RSS keeps after they are freed. The wait for it is not counted in
+        the reconcile's duration (nor in the spacing)."""
         self.name = name
         self.handler = handler
         self.observe = observe
         self.spacing = spacing
+        self.exclusive = exclusive
         self._queue: asyncio.Queue[Key] = asyncio.Queue()
         self._pending: set[Key] = set()
         self._failures: dict[Key, int] = {}
         self._not_before: dict[Key, float] = {}
         self.processed = 0
-        # Seconds spent in the handler, all keys together: how much of the loop this queue took.
+        # Wall seconds inside the handler, all keys together (a handler that awaits also counts what ran meanwhile).
         self.busy = 0.0
 
     def add(self, namespace: str, name: str) -> None:
@@ -91,6 +98,8 @@ class WorkQueue:
         slices = Slices()
         while True:
             key = await slices.next(self._queue)
+            if self.exclusive is not None:
+                await self.exclusive.acquire()
             self._pending.discard(key)
             started = time.perf_counter()
             try:
@@ -108,6 +117,9 @@ class WorkQueue:
                 else:
                     log.exception("%s: reconcile %s/%s failed (retry in %.1fs)", self.name, *key, delay)
                 self.add_after(delay, *key)
+            finally:
+                if self.exclusive is not None:
+                    self.exclusive.release()
             self.processed += 1
             took = time.perf_counter() - started
             self.busy += took
