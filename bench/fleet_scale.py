@@ -3,7 +3,9 @@
 Each fleet runs in a fresh process holding the whole controller (store, kubelet, controllers, prober with the
 probe spawner). The game servers' containers run `sleep` (a cheap command) and their service quality runs
 `cat mode` (prints `idle`: opsState WaitToBeDeleted; `active`: None). Once every game server is
-WaitToBeDeleted, the program measures over a steady window:
+WaitToBeDeleted, no store write has come for 3 s, the probes the set-up left waiting for a slot have started
+(their number and the time they took are reported) and every probe has run once more, the program measures over a
+steady window:
 
 - probes run per second, against the demand (servers / period) and against the spawn limit of `cat mode`
   measured beforehand by the bare loops at the same concurrency;
@@ -63,6 +65,7 @@ from bench.common import (
     trim_heap,
 )
 from bench.harness import NAMESPACE, Controller, apply, cheap_image, gss_yaml, stop_processes, utc_now
+from gamekeeper.api.keys import GS_OPS_STATE_KEY
 from gamekeeper.control.prober import _Pod
 from gamekeeper.control.workload import WorkloadController
 
@@ -350,8 +353,8 @@ class LoopLag:
 class FlipTracer:
     """Where a flip's detection latency goes: for the flipped servers only, the wall-clock moments of the probe
     tick whose run saw `active`, its result, the pod's condition written, the first GameServer reconcile after
-    that, and the opsState written. Wraps the controller's own objects in this process; cost: a set lookup per
-    call."""
+    that, the opsState written, and the pod's opsState label written (OKG #321's figure). Wraps the controller's
+    own objects in this process; cost: a set lookup per call."""
 
     def __init__(self, controller: Any, names: set[str]) -> None:
         self.marks: dict[str, dict[str, float]] = {name: {} for name in names}
@@ -388,6 +391,9 @@ class FlipTracer:
                 elif kind == "GameServer" and "gs_written" not in marks and \
                         (body.get("spec") or {}).get("opsState") == "None":
                     marks["gs_written"] = time.time()
+                elif kind == "Pod" and "gs_written" in marks and "label_written" not in marks and \
+                        ((body.get("metadata") or {}).get("labels") or {}).get(GS_OPS_STATE_KEY) == "None":
+                    marks["label_written"] = time.time()  # OKG #321's figure: opsState → the pod's label
             return written
 
         queue = controller.manager.gs_queue
@@ -420,7 +426,8 @@ class FlipTracer:
                  ("result", "pod_written", "result to pod condition"),
                  ("pod_written", "reconcile", "pod write to GameServer reconcile (watch + queue)"),
                  ("reconcile", "gs_written", "reconcile to opsState written"),
-                 ("gs_written", "seen", "opsState written to read by the poller")]
+                 ("gs_written", "seen", "opsState written to read by the poller"),
+                 ("gs_written", "label_written", "opsState written to the pod's opsState label written")]
         out: dict[str, dict[str, float]] = {}
         for start, end, label in order:
             values = []
