@@ -169,14 +169,7 @@ async def test_min_ready_seconds_fires_without_a_store_change_or_a_resync(tmp_pa
 @pytest.mark.asyncio
 async def test_periodic_resync_with_nothing_changed_reconciles_and_writes_nothing(tmp_path: Path) -> None:
     async with Running(tmp_path, resync_seconds=0.2) as running:
-        await running.apply(set_yaml("a", 3))
-        for i in range(3):
-            async def made(i: int = i) -> bool:
-                return await running.store.get("Pod", NS, f"a-{i}") is not None
-
-            await running.until(f"pod a-{i}", made)
-            await running.ready_pod(f"a-{i}")
-        await running.settled()
+        await three_ready(running)
 
         reconciles, writes, resyncs = running.reconciles(), running.state.writes, len(running.resyncs)
         running.store.full_lists.clear()
