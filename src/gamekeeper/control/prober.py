@@ -38,9 +38,10 @@ from typing import Any, Protocol
 from gamekeeper.api.models import OWNER_GSS_KEY, SQ_CONDITION_PREFIX, ServiceQuality
 from gamekeeper.api.times import parse_time
 from gamekeeper.control.probes import http_get_probe, tcp_socket_probe
+from gamekeeper.control.queue import log_failure
 from gamekeeper.core.service_quality import MAX_MESSAGE_BYTES, ProbeWorker, probe_condition, probe_message
 from gamekeeper.ports.runtime import ContainerNotRunning, ExecResult, Runtime
-from gamekeeper.ports.store import Conflict, Obj, Store, StoreDamaged, spec_version
+from gamekeeper.ports.store import Conflict, Obj, Store, spec_version
 
 log = logging.getLogger("gamekeeper.prober")
 
@@ -487,8 +488,7 @@ class Prober:
         try:
             await self._write_condition(probe.pod, probe.quality.name, success, message)
         except Exception as e:
-            log.error("writing the %s probe result of %s failed%s", probe.quality.name, probe.pod.name,
-                      f": {e}" if isinstance(e, StoreDamaged) else "", exc_info=not isinstance(e, StoreDamaged))
+            log_failure(log, e, "writing the %s probe result of %s failed", probe.quality.name, probe.pod.name)
         finally:
             probe.busy = False
 

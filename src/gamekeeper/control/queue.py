@@ -23,6 +23,15 @@ MAX_SPACING = 5.0
 SLICE = 0.01
 
 
+def log_failure(logger: logging.Logger, e: BaseException, message: str, *args: object) -> None:
+    """A failure with its traceback, but StoreDamaged in one line: its message names the file and the fix, and the
+    stack adds nothing."""
+    if isinstance(e, StoreDamaged):
+        logger.error(message + ": %s", *args, e)
+    else:
+        logger.error(message, *args, exc_info=e)
+
+
 class Slices:
     """Takes keys from a queue one consumer works through, letting the event loop run other work after each
     SLICE of it.
@@ -112,10 +121,7 @@ class WorkQueue:
                 failures = self._failures.get(key, 0) + 1
                 self._failures[key] = failures
                 delay = min(0.2 * 2**failures, 30.0)
-                if isinstance(e, StoreDamaged):  # the message says what and what to do; the stack adds nothing
-                    log.error("%s: reconcile %s/%s failed (retry in %.1fs): %s", self.name, *key, delay, e)
-                else:
-                    log.exception("%s: reconcile %s/%s failed (retry in %.1fs)", self.name, *key, delay)
+                log_failure(log, e, "%s: reconcile %s/%s failed (retry in %.1fs)", self.name, *key, delay)
                 self.add_after(delay, *key)
             finally:
                 if self.exclusive is not None:

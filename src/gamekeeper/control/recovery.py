@@ -19,6 +19,7 @@ from typing import Any
 
 from gamekeeper.api.models import API_VERSION, OWNER_GSS_KEY
 from gamekeeper.api.times import format_time, parse_time
+from gamekeeper.control.queue import log_failure
 from gamekeeper.control.specs import SpecCache
 from gamekeeper.core.recovery import (
     Budget,
@@ -32,7 +33,7 @@ from gamekeeper.core.recovery import (
     tally,
 )
 from gamekeeper.ports.runtime import CommandRunner, ContainerNotRunning, ContainerRestarter, Runtime
-from gamekeeper.ports.store import Conflict, NotFound, Obj, Store, StoreDamaged
+from gamekeeper.ports.store import Conflict, NotFound, Obj, Store
 
 log = logging.getLogger("gamekeeper.recovery")
 
@@ -284,8 +285,7 @@ class RecoveryController:
         except asyncio.CancelledError:
             raise
         except Exception as e:
-            log.error("recovery step of %s/%s failed%s", namespace, name,
-                      f": {e}" if isinstance(e, StoreDamaged) else "", exc_info=not isinstance(e, StoreDamaged))
+            log_failure(log, e, "recovery step of %s/%s failed", namespace, name)
         finally:
             self._acting.pop((namespace, name), None)
             self.requeue(namespace, name)
